@@ -1,0 +1,190 @@
+"""Reading catalog sources: image checks and the entries of folders and manifests. No database here."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+# Formats we store and serve; anything else Pillow can read is refused by name.
+ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+
+
+class BadImage(ValueError):
+    """An image that cannot enter the catalog; the message says why, for a person."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image a source offers: where it is, and the labels that come with it."""
+
+    path: Path
+    category: str
+    attributes: dict = field(default_factory=dict)
+    bbox: tuple[int, int, int, int] | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes
+    sha256: str
+    extension: str
+    width: int
+    height: int
+
+
+def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
+    """Decode fully (catches truncation) under the size and pixel limits; raise BadImage otherwise."""
+    if not data:
+        raise BadImage("empty file")
+    if len(data) > max_bytes:
+        raise BadImage(f"file is {len(data):,} bytes, over the limit of {max_bytes:,}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise BadImage(f"{width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}")
+            if image.format not in ALLOWED_FORMATS:
+                raise BadImage(f"{image.format} images are not accepted (use {', '.join(sorted(ALLOWED_FORMATS))})")
+            image.load()
+    except BadImage:
+        raise
+    except UnidentifiedImageError:
+        raise BadImage("not an image (Pillow cannot identify it)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage(f"over the pixel limit of {max_pixels:,} (decompression bomb)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImage(f"truncated or corrupt image ({exc})") from None
+    return CheckedImage(
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        extension=ALLOWED_FORMATS[image.format],
+        width=width,
+        height=height,
+    )
+
+
+def check_bbox(bbox, width: int, height: int) -> tuple[int, int, int, int] | None:
+    if bbox is None:
+        return None
+    left, top, right, bottom = bbox
+    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
+        raise BadImage(f"bbox {list(bbox)} is outside the {width}x{height} image or empty")
+    return bbox
+
+
+def parse_bbox(raw) -> tuple[int, int, int, int] | None:
+    """Accept '', None, [l, t, r, b] or 'l,t,r,b' / '[l, t, r, b]'."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            raw = json.loads(text) if text.startswith("[") else [part for part in text.split(",")]
+        except json.JSONDecodeError:
+            raise BadImage(f"bbox {text!r} is not four numbers") from None
+    try:
+        values = tuple(int(round(float(v))) for v in raw)
+    except (TypeError, ValueError):
+        raise BadImage(f"bbox {raw!r} is not four numbers") from None
+    if len(values) != 4:
+        raise BadImage(f"bbox {raw!r} is not four numbers")
+    return values
+
+
+def parse_attributes(raw) -> dict:
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        raise BadImage(f"attributes {raw!r} are not a JSON object") from None
+    if not isinstance(value, dict):
+        raise BadImage(f"attributes {raw!r} are not a JSON object")
+    return value
+
+
+class SourceError(ValueError):
+    """The source as a whole cannot be read (missing folder, manifest without required columns)."""
+
+
+def entries_from(source: Path) -> list[Entry | tuple[str, str]]:
+    """Entries of a folder of category folders or of a CSV/JSON manifest.
+
+    Rows that are wrong before any image is read come back as (name, reason) pairs.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise SourceError(f"{source} does not exist")
+    if source.is_dir():
+        return _entries_from_folder(source)
+    if source.suffix.lower() == ".csv":
+        with source.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+        return _entries_from_rows(rows, source)
+    if source.suffix.lower() == ".json":
+        try:
+            rows = json.loads(source.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{source} is not valid JSON: {exc}") from None
+        if isinstance(rows, dict) and isinstance(rows.get("items"), list):
+            rows = rows["items"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise SourceError(f"{source} must hold a list of objects (or {{'items': [...]}})")
+        return _entries_from_rows(rows, source)
+    raise SourceError(f"{source} is neither a folder nor a .csv/.json manifest")
+
+
+def _entries_from_folder(root: Path) -> list[Entry | tuple[str, str]]:
+    out: list[Entry | tuple[str, str]] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if path.name.startswith("."):
+            continue
+        if len(rel.parts) < 2:
+            out.append((str(rel), "not inside a category folder (expected CATEGORY/image.jpg)"))
+            continue
+        out.append(Entry(path=path, category=rel.parts[0], source=str(rel)))
+    return out
+
+
+def _entries_from_rows(rows: list[dict], manifest: Path) -> list[Entry | tuple[str, str]]:
+    if rows and not {"path", "category"} <= set(rows[0]):
+        raise SourceError(f"{manifest} needs the columns path and category (it has {', '.join(rows[0])})")
+    out: list[Entry | tuple[str, str]] = []
+    for number, row in enumerate(rows, start=1):
+        name = str(row.get("path") or f"row {number}")
+        try:
+            path_text = str(row.get("path") or "").strip()
+            category = str(row.get("category") or "").strip()
+            if not path_text:
+                raise BadImage("no path")
+            if not category:
+                raise BadImage("no category")
+            path = Path(path_text)
+            if not path.is_absolute():
+                path = manifest.parent / path
+            out.append(
+                Entry(
+                    path=path,
+                    category=category,
+                    attributes=parse_attributes(row.get("attributes")),
+                    bbox=parse_bbox(row.get("bbox")),
+                    source=path_text,
+                )
+            )
+        except BadImage as exc:
+            out.append((name, str(exc)))
+    return out

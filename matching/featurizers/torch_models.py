@@ -1,0 +1,156 @@
+"""Torchvision CNNs tapped at a named layer, with the preprocessing that belongs to their weights."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from django.conf import settings
+from PIL import Image
+from torch import nn
+from torchvision import models
+from torchvision.models.feature_extraction import create_feature_extractor
+from torchvision.transforms import v2 as T
+
+from matching.featurizers.base import WeightsError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Layer name -> graph node. fc6/fc7 are tapped before their ReLU so sign-binarization keeps information.
+ARCHITECTURES: dict[str, dict[str, str]] = {
+    "vgg16": {"fc6": "classifier.0", "fc7": "classifier.3"},
+    "resnet18": {"penultimate": "flatten"},
+    "resnet50": {"penultimate": "flatten"},
+}
+DIMS = {("vgg16", "fc6"): 4096, ("vgg16", "fc7"): 4096, ("resnet18", "penultimate"): 512, ("resnet50", "penultimate"): 2048}
+
+
+def standard_transform(size: int = 224, resize: int = 256) -> Callable[[Image.Image], torch.Tensor]:
+    return T.Compose(
+        [
+            T.PILToTensor(),
+            T.Resize(resize, antialias=True),
+            T.CenterCrop(size),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def imagenet_weights(arch: str):
+    """torchvision's pretrained weights enum: cached file or download, else a clear error."""
+    enum = models.get_model_weights(arch).IMAGENET1K_V1
+    filename = enum.url.rsplit("/", 1)[-1]
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    if not (cache / filename).exists() and not settings.VSEARCH_ALLOW_DOWNLOADS:
+        raise WeightsError(
+            f"ImageNet weights for {arch} are not cached and downloads are off: put {filename} "
+            f"(from {enum.url}) into {cache}/ or set VSEARCH_ALLOW_DOWNLOADS=1."
+        )
+    try:
+        state = enum.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # URLError, socket errors, hash mismatch: all mean "get the file by hand"
+        raise WeightsError(
+            f"ImageNet weights for {arch} could not be downloaded ({exc.__class__.__name__}: {exc}). "
+            f"Offline? Put {filename} (from {enum.url}) into {cache}/ and build again."
+        ) from None
+    return enum, state
+
+
+def load_weights_file(path: str | Path) -> dict:
+    """A state dict from .pt/.pth (never unpickling code: weights_only=True) or .safetensors."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"Weights file {path} does not exist.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:300]
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+            raise WeightsError(
+                f"{path.name} is not a plain state dict: it asks to run code when loaded ({reason}). "
+                "Save it with torch.save(model.state_dict(), path)."
+            ) from None
+        raise WeightsError(f"{path.name} cannot be loaded as weights: {reason}") from None
+
+
+def load_state_strict(model: nn.Module, state: dict, *, source: str) -> None:
+    """load_state_dict(strict=True), with a short message a person can act on when keys or shapes differ."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{source} does not hold a state dict of tensors.")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"{len(wrong)} wrong shapes (e.g. {'; '.join(wrong[:3])})")
+    if problems:
+        raise WeightsError(f"{source} does not fit {model.__class__.__name__}: " + ", ".join(problems) + ".")
+    model.load_state_dict(state, strict=True)
+
+
+class TorchFeaturizer:
+    """A network in eval mode with feature-extraction taps; `embed` runs under inference_mode."""
+
+    def __init__(self, key: str, model: nn.Module, nodes: dict[str, str], dims: dict[str, int], transform):
+        self.key = key
+        self.layers = tuple(nodes)
+        self._dims = dims
+        self.transform = transform
+        model.eval()
+        self.extractor = create_feature_extractor(model, return_nodes={node: layer for layer, node in nodes.items()})
+        self.extractor.eval()
+        self._lock = threading.Lock()  # one forward at a time per process: torch already uses every core
+
+    def dims(self) -> dict[str, int]:
+        return dict(self._dims)
+
+    def embed_batch(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        with self._lock, torch.inference_mode():
+            out = self.extractor(batch)
+        return {layer: out[layer].flatten(1).float().numpy().astype(np.float32, copy=False) for layer in self.layers}
+
+    def embed(self, images: list[Image.Image]) -> dict[str, np.ndarray]:
+        batch = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        return self.embed_batch(batch)
+
+
+def torchvision_featurizer(arch: str, weights: str) -> TorchFeaturizer:
+    """`weights`: 'imagenet', 'none' (random init, seeded) or a path to a state-dict file."""
+    transform = standard_transform()
+    if weights == "imagenet":
+        enum, state = imagenet_weights(arch)
+        model = models.get_model(arch, weights=None)
+        load_state_strict(model, state, source=f"ImageNet weights for {arch}")
+        transform = enum.transforms()
+    elif weights == "none":
+        torch.manual_seed(0)  # "untrained" must still mean the same network every time
+        model = models.get_model(arch, weights=None)
+    else:
+        model = models.get_model(arch, weights=None)
+        state = load_weights_file(weights)
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]  # a training checkpoint that wraps the state dict
+        load_state_strict(model, state, source=Path(weights).name)
+    nodes = ARCHITECTURES[arch]
+    return TorchFeaturizer(arch, model, nodes, {layer: DIMS[(arch, layer)] for layer in nodes}, transform)

@@ -1,0 +1,109 @@
+"""Nearest-neighbour search: Annoy indexes on disk (memory-mapped, cached per process) and exact numpy search.
+
+No database here: vectors in, neighbour positions out.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from annoy import AnnoyIndex
+
+ANNOY_METRIC = {"l1": "manhattan", "l2": "euclidean", "hamming": "hamming", "cosine": "angular"}
+
+
+def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Hamming compares sign bits: binarize explicitly to 0/1 (Annoy would round anything above 0.5 to 1)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if metric == "hamming":
+        return (vectors > 0).astype(np.float32)
+    return vectors
+
+
+def build(vectors: np.ndarray, metric: str, *, n_trees: int, seed: int, path: Path) -> None:
+    """Build an Annoy index of prepared vectors into `path` via a temporary file and a rename.
+
+    Never overwrite a file another process may have memory-mapped: the rename leaves its inode alone.
+    """
+    n, dim = vectors.shape
+    index = AnnoyIndex(dim, ANNOY_METRIC[metric])
+    index.set_seed(seed)
+    for i in range(n):
+        index.add_item(i, vectors[i])
+    index.build(n_trees, n_jobs=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    index.save(str(tmp))
+    index.unload()
+    meta_tmp = tmp.with_suffix(".json.tmp")
+    meta_tmp.write_text(json.dumps({"metric": metric, "dim": dim, "n": n, "n_trees": n_trees}))
+    os.replace(meta_tmp, meta_path(path))
+    os.replace(tmp, path)
+
+
+def meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path: str, stamp: int) -> AnnoyIndex:
+    meta = json.loads(meta_path(Path(path)).read_text())
+    index = AnnoyIndex(meta["dim"], ANNOY_METRIC[meta["metric"]])
+    index.load(path)  # mmap: cheap, and shared between processes by the page cache
+    return index
+
+
+def load(path: Path) -> AnnoyIndex:
+    """The index at `path`, loaded once per process per file version."""
+    return _load(str(path), path.stat().st_ino)
+
+
+def annoy_neighbours(index: AnnoyIndex, position: int, count: int, search_k: int) -> tuple[list[int], list[float]]:
+    return index.get_nns_by_item(position, count, search_k=search_k, include_distances=True)
+
+
+def exact_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Brute force, the same distances Annoy reports (cosine as Annoy's sqrt(2 - 2 cos))."""
+    q = queries.astype(np.float32)
+    v = vectors.astype(np.float32)
+    if metric == "l2":
+        d2 = (q * q).sum(1)[:, None] + (v * v).sum(1)[None, :] - 2.0 * q @ v.T
+        return np.sqrt(np.maximum(d2, 0.0))
+    if metric == "cosine":
+        qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        vn = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return np.sqrt(np.maximum(2.0 - 2.0 * (qn @ vn.T), 0.0))
+    if metric == "hamming":
+        # On 0/1 vectors: differing bits = q·(1-v) + (1-q)·v.
+        return q @ (1.0 - v).T + (1.0 - q) @ v.T
+    if metric == "l1":
+        out = np.empty((len(q), len(v)), dtype=np.float32)
+        step = max(1, 32_000_000 // max(1, v.shape[0] * v.shape[1]))  # keep the broadcast under ~128 MB
+        for start in range(0, len(q), step):
+            out[start : start + step] = np.abs(q[start : start + step, None, :] - v[None, :, :]).sum(-1)
+        return out
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def exact_neighbours(
+    vectors: np.ndarray, metric: str, positions: np.ndarray, k: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """Top-k positions for each query position, never itself nor a position in the same `exclude` group."""
+    result = np.empty((len(positions), k), dtype=np.int64)
+    for start in range(0, len(positions), 256):
+        chunk = positions[start : start + 256]
+        d = exact_distances(vectors[chunk], vectors, metric)
+        d[np.arange(len(chunk)), chunk] = np.inf
+        if exclude is not None:
+            d[exclude[chunk][:, None] == exclude[None, :]] = np.inf
+        kk = min(k, vectors.shape[0] - 1)
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk > 0 else np.zeros((len(chunk), 0), dtype=np.int64)
+        order = np.take_along_axis(d, part, axis=1).argsort(axis=1, kind="stable")
+        top = np.take_along_axis(part, order, axis=1)
+        result[start : start + len(chunk), : top.shape[1]] = top
+        result[start : start + len(chunk), top.shape[1] :] = -1
+    return result

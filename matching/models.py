@@ -1,0 +1,185 @@
+"""Catalog items, feature sets, model variants and the match pairs they produce."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Item(models.Model):
+    """One catalog image. The file is stored once per content hash; the crop (bbox) is part of identity."""
+
+    sha256 = models.CharField(max_length=64, db_index=True)
+    image = models.CharField(max_length=255, help_text="Path under MEDIA_ROOT, named by content hash.")
+    category = models.CharField(max_length=100, db_index=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    bbox = models.JSONField(null=True, blank=True, help_text="[left, top, right, bottom] in pixels, applied before featurizing.")
+    crop_key = models.CharField(max_length=64, default="", blank=True, editable=False)
+    source = models.CharField(max_length=500, blank=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["sha256", "crop_key"], name="item_unique_image_and_crop")]
+
+    def __str__(self) -> str:
+        return f"{self.category} #{self.pk}"
+
+    @property
+    def image_url(self) -> str:
+        from django.conf import settings
+
+        return f"{settings.MEDIA_URL}{self.image}"
+
+
+class FeatureSet(models.Model):
+    """Features of every catalog item for one featurizer + layer + weights, shared by all metrics."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+
+    featurizer = models.CharField(max_length=50)
+    layer = models.CharField(max_length=50)
+    weights = models.CharField(max_length=300, help_text="imagenet, none, or a path to a weights file.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    dim = models.PositiveIntegerField(null=True, blank=True)
+    n_items = models.PositiveIntegerField(null=True, blank=True)
+    path = models.CharField(max_length=255, blank=True, help_text=".npy under MEDIA_ROOT; item ids beside it.")
+    seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["featurizer", "layer", "weights"], name="featureset_unique_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.featurizer}/{self.layer} · {self.weights_label}"
+
+    @property
+    def weights_label(self) -> str:
+        if self.weights == "none":
+            return "untrained"
+        if self.weights == "imagenet":
+            return "imagenet"
+        if self.weights.startswith("embeddings:"):
+            return "uploaded embeddings"
+        from pathlib import PurePath
+
+        return PurePath(self.weights).stem
+
+
+class Metric(models.TextChoices):
+    L1 = "l1", "L1"
+    L2 = "l2", "L2"
+    HAMMING = "hamming", "Hamming"
+    COSINE = "cosine", "cosine"
+    RANDOM = "random", "random pairs"
+
+
+class Variant(models.Model):
+    """A featurizer x metric x index parameters: the thing voters judge, blind."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+
+    class Stage(models.TextChoices):
+        QUEUED = "queued"
+        FEATURIZING = "featurizing"
+        INDEXING = "indexing"
+        PAIRS = "pairs"
+        EVALUATING = "evaluating"
+        READY = "ready"
+
+    class Rotation(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+        RETIRED = "retired"
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True, help_text="Shown on the leaderboard, never to voters.")
+    feature_set = models.ForeignKey(FeatureSet, null=True, blank=True, on_delete=models.PROTECT, related_name="variants")
+    metric = models.CharField(max_length=10, choices=Metric.choices)
+    n_trees = models.PositiveIntegerField(default=20)
+    search_k = models.IntegerField(default=-1, help_text="-1: Annoy's default, n_trees * k.")
+    k = models.PositiveIntegerField(default=5)
+    sample_size = models.PositiveIntegerField(null=True, blank=True, help_text="Queries per build; empty: every item.")
+    seed = models.PositiveIntegerField(default=0)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.QUEUED)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    rotation = models.CharField(max_length=10, choices=Rotation.choices, default=Rotation.ACTIVE, db_index=True)
+    index_path = models.CharField(max_length=255, blank=True)
+
+    p_at_1 = models.FloatField(null=True, blank=True)
+    p_at_k = models.FloatField(null=True, blank=True)
+    recall_at_k = models.FloatField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(metric="random") | Q(feature_set__isnull=False), name="variant_needs_features_unless_random"
+            ),
+            models.CheckConstraint(condition=Q(k__gte=1), name="variant_k_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def build_seconds(self) -> float | None:
+        if self.started_at and self.ready_at:
+            return (self.ready_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def in_rotation(self) -> bool:
+        return self.status == self.Status.READY and self.rotation == self.Rotation.ACTIVE
+
+
+class Pair(models.Model):
+    """A (query, match) card. Several variants may produce the same one; a vote on it counts for each."""
+
+    query_item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    match_item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["query_item", "match_item"], name="pair_unique_query_match"),
+            models.CheckConstraint(condition=~Q(query_item=models.F("match_item")), name="pair_not_self"),
+        ]
+
+
+class MatchPair(models.Model):
+    """Rank `rank` neighbour of a query under one variant. `seq` numbers a variant's rows 0..n-1 for O(1) sampling."""
+
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="pairs")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="match_pairs")
+    query_item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveSmallIntegerField()
+    distance = models.FloatField()
+    seq = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "query_item", "rank"], name="matchpair_unique_rank"),
+            models.UniqueConstraint(fields=["variant", "pair"], name="matchpair_unique_pair"),
+            models.UniqueConstraint(fields=["variant", "seq"], name="matchpair_unique_seq"),
+        ]

@@ -1,0 +1,193 @@
+"""Every write to the catalog and to variants goes through here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from matching import dispatch
+from matching.catalog import BadImage, Entry, check_bbox, check_image, entries_from
+from matching.featurizers import REGISTRY, FeaturizerError, spec_for
+from matching.models import FeatureSet, Item, Metric, Variant
+from matching.storage import item_image_name, media_path, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    existing: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.added + self.existing + len(self.rejected)
+
+
+def catalog_import(*, source: Path, progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Import a folder of category folders or a CSV/JSON manifest. Re-importing adds nothing.
+
+    Each bad file is reported by name with the reason and skipped; nothing of it is stored.
+    """
+    entries = entries_from(Path(source))
+    report = ImportReport()
+    for done, entry in enumerate(entries, start=1):
+        if isinstance(entry, tuple):
+            report.rejected.append(entry)
+        else:
+            try:
+                created = item_add(entry=entry)
+            except BadImage as exc:
+                report.rejected.append((entry.source or str(entry.path), str(exc)))
+            else:
+                if created:
+                    report.added += 1
+                else:
+                    report.existing += 1
+        if progress:
+            progress(done, len(entries))
+    return report
+
+
+def item_add(*, entry: Entry, data: bytes | None = None) -> bool:
+    """Store one image and its item. Returns False if that image and crop are already in the catalog."""
+    if data is None:
+        try:
+            data = entry.path.read_bytes()
+        except OSError as exc:
+            raise BadImage(f"cannot be read ({exc.strerror or exc})") from None
+    checked = check_image(
+        data, max_bytes=settings.VSEARCH_MAX_IMAGE_BYTES, max_pixels=settings.VSEARCH_MAX_IMAGE_PIXELS
+    )
+    bbox = check_bbox(entry.bbox, checked.width, checked.height)
+    crop_key = ",".join(map(str, bbox)) if bbox else ""
+    if Item.objects.filter(sha256=checked.sha256, crop_key=crop_key).exists():
+        return False
+
+    name = item_image_name(checked.sha256, checked.extension)
+    wrote_file = not media_path(name).exists()
+    if wrote_file:
+        write_atomic(name, checked.data)
+    try:
+        with transaction.atomic():
+            Item.objects.create(
+                sha256=checked.sha256,
+                image=name,
+                category=entry.category,
+                attributes=entry.attributes,
+                bbox=list(bbox) if bbox else None,
+                crop_key=crop_key,
+                source=entry.source[:500],
+                width=checked.width,
+                height=checked.height,
+            )
+    except IntegrityError:
+        # A concurrent import stored the same image and crop first.
+        return False
+    except BaseException:
+        if wrote_file and not Item.objects.filter(image=name).exists():
+            media_path(name).unlink(missing_ok=True)
+        raise
+    return True
+
+
+# ---------------------------------------------------------------------------------------- variants
+
+
+class VariantError(ValueError):
+    """A variant cannot be created as asked; the message says why."""
+
+
+def feature_set_get_or_create(*, featurizer: str, layer: str, weights: str) -> FeatureSet:
+    try:
+        spec = spec_for(featurizer, layer)
+    except FeaturizerError as exc:
+        raise VariantError(str(exc)) from None
+    if not spec.uses_weights:
+        weights = "none"
+    feature_set, _ = FeatureSet.objects.get_or_create(featurizer=featurizer, layer=layer, weights=weights)
+    return feature_set
+
+
+def _default_layer(featurizer: str) -> str:
+    if featurizer not in REGISTRY:
+        raise VariantError(f"Unknown featurizer {featurizer!r}; known: {', '.join(REGISTRY)}.")
+    return REGISTRY[featurizer].layers[0]
+
+
+def variant_display_name(feature_set: FeatureSet | None, metric: str) -> str:
+    """What the variant is, spelled out: `vgg16/fc6 · untrained · hamming`."""
+    if feature_set is None:
+        return "random pairs (control)"
+    if feature_set.featurizer == "colour-histogram":
+        return f"colour histogram · {metric}"
+    return f"{feature_set.featurizer}/{feature_set.layer} · {feature_set.weights_label} · {metric}"
+
+
+def variant_create(
+    *,
+    featurizer: str | None,
+    layer: str | None = None,
+    weights: str = "none",
+    metric: str,
+    name: str | None = None,
+    description: str = "",
+    n_trees: int = 20,
+    search_k: int = -1,
+    k: int = 5,
+    sample_size: int | None = None,
+    build: bool = True,
+) -> Variant:
+    """Create a variant (reusing features with the same source) and queue its build."""
+    if metric not in Metric.values:
+        raise VariantError(f"Unknown metric {metric!r}; choose one of {', '.join(Metric.values)}.")
+    if k < 1 or n_trees < 1:
+        raise VariantError("k and n_trees must be at least 1.")
+    with transaction.atomic():
+        feature_set = None
+        if metric != Metric.RANDOM:
+            if not featurizer:
+                raise VariantError("A variant needs a featurizer unless its metric is random.")
+            feature_set = feature_set_get_or_create(
+                featurizer=featurizer, layer=layer or _default_layer(featurizer), weights=weights
+            )
+        name = name or variant_display_name(feature_set, metric)
+        if Variant.objects.filter(name=name).exists():
+            raise VariantError(f"A variant named {name!r} already exists.")
+        variant = Variant.objects.create(
+            name=name, description=description, feature_set=feature_set, metric=metric,
+            n_trees=n_trees, search_k=search_k, k=k, sample_size=sample_size,
+        )
+        if build:
+            dispatch.enqueue_build(variant.pk)  # after commit; inline in eager mode
+    variant.refresh_from_db()
+    return variant
+
+
+def variant_rebuild(*, variant: Variant) -> Variant:
+    """Queue a failed (or stuck) variant again; finished steps are skipped, half-done ones resume."""
+    if variant.status == Variant.Status.READY:
+        return variant
+    if variant.feature_set_id:
+        FeatureSet.objects.filter(pk=variant.feature_set_id, status=FeatureSet.Status.FAILED).update(
+            status=FeatureSet.Status.QUEUED, error=""
+        )
+    Variant.objects.filter(pk=variant.pk).update(status=Variant.Status.QUEUED, stage=Variant.Stage.QUEUED, error="")
+    dispatch.enqueue_build(variant.pk)
+    variant.refresh_from_db()
+    return variant
+
+
+def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:
+    """Pause, retire or resume: only rotation changes; pairs and votes are kept."""
+    if rotation not in Variant.Rotation.values:
+        raise VariantError(f"Unknown rotation {rotation!r}; choose one of {', '.join(Variant.Rotation.values)}.")
+    Variant.objects.filter(pk=variant.pk).update(rotation=rotation)
+    variant.refresh_from_db()
+    return variant

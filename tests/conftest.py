@@ -1,0 +1,56 @@
+"""Shared fixtures: an isolated media folder, eager tasks, and small named worlds."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REQUIRE_SERVICES = os.environ.get("VSEARCH_REQUIRE_SERVICES") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Without a service: skip with the reason; in CI (VSEARCH_REQUIRE_SERVICES=1) that skip is a failure."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"VSEARCH_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def isolated_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VSEARCH_TASKS = "eager"
+    settings.VSEARCH_ALLOW_DOWNLOADS = False
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    from vsearch_site.celery import app
+
+    app.conf.task_always_eager = True
+    yield settings.MEDIA_ROOT
+
+
+def png_bytes(colour=(200, 30, 30), size=(48, 40), fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def patterned_png(seed: int, size: int = 48) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def demo_catalog(db):
+    """A catalog of 30 synthetic garments (3 of each of 10 categories), rendered at 64 px."""
+    from django.core.management import call_command
+
+    call_command("make_demo_catalog", n=30, seed=7, size=64, verbosity=0)
+    from matching.models import Item
+
+    return list(Item.objects.order_by("id"))

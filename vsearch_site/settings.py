@@ -1,0 +1,190 @@
+"""The one settings module. Every knob is an environment variable; defaults run on a laptop
+(SQLite and media under ./var, no broker: background work runs in a thread of the web process)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from vsearch_site.env import database_from_url, env_bool, env_float, env_int, env_list, env_str, redis_url_checked
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("VSEARCH_DATA_DIR") or BASE_DIR / "var").resolve()
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    # Laptop default: a random key kept under DATA_DIR, so signed voter cookies survive restarts.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "matching",
+    "voting",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "vsearch_site.urls"
+WSGI_APPLICATION = "vsearch_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": database_from_url(env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    redis_url_checked(REDIS_URL)
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "vsearch"}}
+
+# Background work. "celery": a worker on REDIS_URL does it; "thread": a thread inside this
+# process (the laptop default, no broker); "eager": inline, for tests and management commands.
+VSEARCH_TASKS = env_str("VSEARCH_TASKS") or ("celery" if REDIS_URL else "thread")
+if VSEARCH_TASKS not in {"celery", "thread", "eager"}:
+    raise ImproperlyConfigured(f"VSEARCH_TASKS={VSEARCH_TASKS!r} must be celery, thread or eager.")
+if VSEARCH_TASKS == "celery" and not REDIS_URL:
+    raise ImproperlyConfigured("VSEARCH_TASKS=celery needs REDIS_URL (redis://127.0.0.1:6379/0).")
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or None
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Longest build seen on the demo catalog is about two minutes; a redelivery must not race it.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("VSEARCH_VISIBILITY_TIMEOUT", 3 * 3600, minimum=60)}
+CELERY_TASK_ALWAYS_EAGER = VSEARCH_TASKS == "eager"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("VSEARCH_MEDIA_ROOT") or DATA_DIR / "media").resolve()
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_RATES": {
+        "votes": env_str("VSEARCH_VOTE_RATE") or "120/min",
+        "votes_ip": env_str("VSEARCH_VOTE_IP_RATE") or "6000/min",
+        "pairs": env_str("VSEARCH_PAIR_RATE") or "240/min",
+    },
+    "NUM_PROXIES": env_int("VSEARCH_NUM_PROXIES", 0, minimum=0),
+    "EXCEPTION_HANDLER": "vsearch_site.api_errors.exception_handler",
+}
+
+# Catalog import limits.
+VSEARCH_MAX_IMAGE_PIXELS = env_int("VSEARCH_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+VSEARCH_MAX_IMAGE_BYTES = env_int("VSEARCH_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1)
+# Model uploads.
+VSEARCH_MAX_UPLOAD_BYTES = env_int("VSEARCH_MAX_UPLOAD_BYTES", 600 * 1024 * 1024, minimum=1)
+# Featurization: images per batch, DataLoader workers, and where torchvision keeps weights.
+VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 32, minimum=1)
+VSEARCH_LOADER_WORKERS = env_int("VSEARCH_LOADER_WORKERS", 0, minimum=0)
+# Off: a missing pretrained file is a clear error at once instead of a download attempt (tests, air-gapped hosts).
+VSEARCH_ALLOW_DOWNLOADS = env_bool("VSEARCH_ALLOW_DOWNLOADS", True)
+# Voting.
+VSEARCH_TOKEN_MAX_AGE = env_int("VSEARCH_TOKEN_MAX_AGE", 3600, minimum=1)
+VSEARCH_UNDO_SECONDS = env_int("VSEARCH_UNDO_SECONDS", 30, minimum=0)
+VSEARCH_MIN_VOTES = env_int("VSEARCH_MIN_VOTES", 30, minimum=1)
+VSEARCH_CONFIDENCE = env_float("VSEARCH_CONFIDENCE", 0.95, minimum=0.5)
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the swipe page reads it to send X-CSRFToken
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env_bool("VSEARCH_HTTPS", False):
+    SECURE_SSL_REDIRECT = env_bool("VSEARCH_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("VSEARCH_HSTS_SECONDS", 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("VSEARCH_LOG_LEVEL") or "INFO"},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

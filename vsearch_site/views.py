@@ -1,0 +1,46 @@
+"""Site-wide views: catalog images (content-addressed, so cached forever) and the health check."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import cache_control
+from django.views.static import serve
+
+
+@cache_control(public=True, max_age=31536000, immutable=True)
+def media(request, path: str):
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+def health(request):
+    """Database, cache/broker and worker status; 503 when the database is down."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    if settings.REDIS_URL:
+        try:
+            import redis
+
+            redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1).ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {exc.__class__.__name__}"
+        if settings.VSEARCH_TASKS == "celery" and checks["redis"] == "ok":
+            from vsearch_site.celery import app
+
+            try:
+                replies = app.control.inspect(timeout=1.0).ping() or {}
+            except Exception:
+                replies = {}
+            checks["workers"] = f"{len(replies)} online" if replies else "none online"
+    else:
+        checks["redis"] = "not configured"
+        checks["workers"] = f"in-process ({settings.VSEARCH_TASKS})"
+    healthy = checks["database"] == "ok"
+    return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)
