@@ -2,7 +2,7 @@
 
 Category lives only in the silhouette: colour, pattern, background, pose and noise are drawn
 independently of it, so a model that matches these items must look at shape. Item i depends
-only on (seed, i). Speed: 600 items at 128 px take about 2.4 s on one CPU core (measured).
+only on (seed, i). Speed: 600 items at 128 px take about 2.5 s on one CPU core (measured with taskset).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 CATEGORIES: tuple[str, ...] = (
     "t-shirt",
@@ -26,7 +26,6 @@ CATEGORIES: tuple[str, ...] = (
     "bag",
     "hat",
     "scarf",
-    "sock",
 )
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -101,6 +100,10 @@ def _arc(cx, cy, rx, ry, a0=0.0, a1=2 * math.pi, n=20) -> np.ndarray:
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
 
 
+def _rect(x0, y0, x1, y1) -> np.ndarray:
+    return np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], dtype=float)
+
+
 def _mirror(right) -> np.ndarray:
     """Close a right half (listed top-centre, down the side, to bottom-centre) into a symmetric outline."""
     right = np.asarray(right, dtype=float)
@@ -170,9 +173,8 @@ def _hoodie(r) -> _Shape:
 def _coat(r) -> _Shape:
     s = _Shape()
     hem = r.uniform(1.2, 1.5)
-    outline, cuff, top = _top(
-        r, long_sleeves=True, body_w=r.uniform(0.48, 0.58), hem=hem, flare=r.uniform(1.0, 1.15), neck_r=0.13, neck_d=0.06
-    )
+    body_w, flare = r.uniform(0.48, 0.58), r.uniform(1.0, 1.15)
+    outline, cuff, top = _top(r, long_sleeves=True, body_w=body_w, hem=hem, flare=flare, neck_r=0.13, neck_d=0.06)
     s.fill(outline)
     v = r.uniform(0.5, 0.8)  # depth of the lapel V below the neck
     _both_sides(s, [(0.13, top), (0.3, top + v * 0.45), (0.02, top + v)])
@@ -198,7 +200,7 @@ def _dress(r) -> _Shape:
     if r.random() < 0.5:
         s.fill(_mirror([*neck, (bust, -0.72), (bust, -0.45), (waist, waist_y), *hem_curve]))
         for x in (-1, 1):
-            s.fill([(x * 0.17, -0.72), (x * 0.23, -0.72), (x * 0.22, -1.0), (x * 0.19, -1.0)])
+            s.fill([(x * 0.17, -0.72), (x * 0.23, -0.72), (x * 0.22, -1.0), (x * 0.19, -1.0)])  # straps
     else:
         shoulder = (bust + 0.04, -0.78)
         tip, cuff, _, _ = _sleeve(shoulder, r.uniform(0.5, 0.8), r.uniform(0.12, 0.22), 0.16)
@@ -211,7 +213,7 @@ def _trousers(r) -> _Shape:
     s = _Shape()
     hip, crotch = r.uniform(0.4, 0.5), r.uniform(-0.35, -0.15)
     outer, gap = r.uniform(0.36, 0.6), r.uniform(0.04, 0.1)
-    s.fill(_mirror([(0, -0.95), (hip * 0.95, -0.95), (hip, -0.6), (outer, 1.0), (gap, 1.0), (0, crotch)])[:-1])
+    s.fill(_mirror([(0, -0.95), (hip * 0.95, -0.95), (hip, -0.6), (outer, 1.0), (gap, 1.0), (0, crotch)]))
     s.line([(-hip * 0.95, -0.83), (hip * 0.95, -0.83)])
     s.line([(0.02, -0.83), (0.05, -0.45), (0.0, crotch + 0.05)])
     _both_sides(s, [(hip * 0.55, -0.83), (hip * 0.98, -0.55)])
@@ -269,7 +271,8 @@ def _bag(r) -> _Shape:
     body = _mirror([(0, top), (top_w, top), (bottom_w, 0.85), (bottom_w - 0.08, 0.95), (0, 0.95)])
     s.fill(body)
     flap = r.uniform(0.25, 0.45)
-    s.line([(-top_w - 0.02, top + 0.02), (-top_w * 0.9, top + flap), (top_w * 0.9, top + flap), (top_w + 0.02, top + 0.02)])
+    corner, lip = (top_w + 0.02, top + 0.02), (top_w * 0.9, top + flap)
+    s.line([(-corner[0], corner[1]), (-lip[0], lip[1]), lip, corner])
     s.accent("dark", _arc(0, top + flap, 0.06, 0.05, n=10))
     return s
 
@@ -280,13 +283,13 @@ def _hat(r) -> _Shape:
         brim_w, brim_h = r.uniform(0.8, 1.0), r.uniform(0.1, 0.2)
         crown_w, crown_h = r.uniform(0.4, 0.55), r.uniform(0.5, 0.8)
         s.fill(_arc(0, 0.35, brim_w, brim_h))
-        s.fill([(-crown_w, 0.35), (-crown_w * 0.85, 0.35 - crown_h), (-crown_w * 0.3, 0.3 - crown_h),
-                (0, 0.42 - crown_h), (crown_w * 0.3, 0.3 - crown_h), (crown_w * 0.85, 0.35 - crown_h), (crown_w, 0.35)])  # fmt: skip
-        s.accent("dark", [(-crown_w * 0.99, 0.33), (crown_w * 0.99, 0.33), (crown_w * 0.96, 0.2), (-crown_w * 0.96, 0.2)])
+        pinch, shoulder = 0.42 - crown_h, 0.35 - crown_h  # a dented top between two rounded shoulders
+        s.fill(_mirror([(0, pinch), (crown_w * 0.3, shoulder - 0.05), (crown_w * 0.85, shoulder), (crown_w, 0.35)]))
+        s.accent("dark", _rect(-crown_w * 0.97, 0.2, crown_w * 0.97, 0.33))
     else:  # beanie with a ribbed cuff and a pompom
         w = r.uniform(0.6, 0.75)
         s.fill(_arc(0, 0.2, w, r.uniform(0.75, 0.95), math.pi, 2 * math.pi, 16))
-        s.fill([(-w - 0.03, 0.15), (w + 0.03, 0.15), (w + 0.03, 0.6), (-w - 0.03, 0.6)])
+        s.fill(_rect(-w - 0.03, 0.15, w + 0.03, 0.6))
         if r.random() < 0.7:
             s.fill(_arc(0, -0.75, 0.2, 0.2))
         for k in range(-5, 6):
@@ -301,31 +304,17 @@ def _scarf(r) -> _Shape:
     s.cut(_arc(0, -0.64, rx - 0.17, ry - 0.13))
     width = r.uniform(0.22, 0.3)
     ends = []
-    for x0, drift, length in ((-0.32, r.uniform(-0.2, 0.05), r.uniform(0.65, 0.85)), (0.02, r.uniform(-0.05, 0.2), r.uniform(0.8, 1.0))):
+    left = (-0.32, r.uniform(-0.2, 0.05), r.uniform(0.65, 0.85))
+    right = (0.02, r.uniform(-0.05, 0.2), r.uniform(0.8, 1.0))  # the front end hangs a little longer
+    for x0, drift, length in (left, right):
         bottom = -0.45 + length + 0.4
         s.fill([(x0, -0.45), (x0 + width, -0.45), (x0 + width + drift, bottom), (x0 + drift, bottom)])
         ends.append((x0 + drift, bottom))
     for x, bottom in ends:  # fringe: thin textured tassels below each end
         for k in range(6):
             fx = x + (k + 0.5) * width / 6
-            s.fill([(fx - 0.012, bottom), (fx + 0.012, bottom), (fx + 0.012, bottom + 0.12), (fx - 0.012, bottom + 0.12)])
+            s.fill(_rect(fx - 0.012, bottom, fx + 0.012, bottom + 0.12))
         s.line([(x, bottom - 0.05), (x + width, bottom - 0.05)])
-    return s
-
-
-def _sock(r) -> _Shape:
-    s = _Shape()
-    leg_w, toe_x = r.uniform(0.4, 0.5), r.uniform(0.6, 0.8)
-    x0, top = -0.45, r.uniform(-1.0, -0.7)
-    heel = _arc(-0.05, 0.55, 0.4, 0.4, math.pi / 2, math.pi, 8)
-    toe = _arc(toe_x, 0.65, 0.3, 0.3, -math.pi / 2, math.pi / 2, 10)
-    s.fill([(x0, top), (x0 + leg_w, top), (x0 + leg_w, 0.2), (toe_x, 0.35), *toe, *heel, (x0, 0.5)])
-    for k in range(1, 6):
-        x = x0 + k * leg_w / 6
-        s.line([(x, top + 0.02), (x, top + 0.25)])
-    s.line([(x0, top + 0.25), (x0 + leg_w, top + 0.25)])
-    s.line(_arc(-0.05, 0.55, 0.28, 0.28, math.pi / 2 + 0.1, math.pi, 6))
-    s.line([(toe_x - 0.05, 0.36), (toe_x - 0.05, 0.94)])
     return s
 
 
@@ -340,7 +329,6 @@ _BUILDERS: dict[str, Callable[[np.random.Generator], _Shape]] = {
     "bag": _bag,
     "hat": _hat,
     "scarf": _scarf,
-    "sock": _sock,
 }
 assert set(_BUILDERS) == set(CATEGORIES)
 
@@ -408,7 +396,8 @@ def _texture(pattern: str, main: np.ndarray, r, size: int) -> np.ndarray:
         t = _band(fu, r.uniform(0.2, 0.45), period)  # the main colour keeps the larger share
         return main + (second - main) * t
     if pattern == "checks":  # gingham: light ground, half-tone bands, full colour where bands cross
-        light = main * 0.15 + 245 * 0.85
+        ground = 245 if main.mean() < 200 else 130  # white gingham needs a grey ground to show at all
+        light = main * 0.15 + ground * 0.85
         t = (_band(fu, 0.5, period) + _band(fv, 0.5, period)) / 2
         return light + (main - light) * t
     if pattern == "polka dots":

@@ -132,7 +132,7 @@ def variant_display_name(feature_set: FeatureSet | None, metric: str) -> str:
 
 def variant_create(
     *,
-    featurizer: str | None,
+    featurizer: str | None = None,
     layer: str | None = None,
     weights: str = "none",
     metric: str,

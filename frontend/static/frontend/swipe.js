@@ -62,7 +62,8 @@
   let lastVerdict = "dope";
   let pollTimer = 0;
   let statusTimer = 0;
-  let statusSticky = false;
+  let statusSticky = false; // a message about votes in trouble: only news about those votes replaces it
+  let statusHold = false; // a message the person should still get to read (sticky, or until its ttl)
   const recent = []; // keys of pairs judged lately, so a prefetch that raced a vote is not shown again
 
   // ---------- small helpers ----------
@@ -151,13 +152,13 @@
     statusEl.classList.toggle("is-warning", tone === "warning");
     statusEl.classList.toggle("is-error", tone === "error");
     statusSticky = sticky;
+    statusHold = sticky || ttl > 0;
     if (ttl) statusTimer = setTimeout(() => say(""), ttl);
   }
 
-  /** Clears a state message ("Loading…") but leaves a warning the person has not had time to read. */
+  /** Clears a state message ("Loading…") but leaves one the person has not had time to read. */
   function sayIdle() {
-    if (!statusSticky && !statusTimer) say("");
-    else if (!statusSticky && statusEl.textContent && !statusEl.classList.length) say("");
+    if (!statusHold) say("");
   }
 
   // ---------- state and controls ----------
@@ -177,7 +178,7 @@
   }
 
   function updateControls() {
-    const verdictMode = state === "ready" ? "on" : current && !card.hidden ? "busy" : "off";
+    const verdictMode = state === "ready" ? "on" : card.hidden ? "off" : "busy";
     setButton(dopeButton, verdictMode);
     setButton(nopeButton, verdictMode);
     if (canUndo()) undoButton.removeAttribute("aria-disabled");
@@ -223,11 +224,16 @@
     stampNope.style.opacity = "";
   }
 
+  /** Plays an entry animation; resolves when it is over, so input starts on a card that stands still. */
   function animateCard(name) {
     card.classList.remove("is-entering", "is-entering-left", "is-entering-right");
-    if (!name || reducedMotion.matches) return;
+    if (!name || reducedMotion.matches) return Promise.resolve();
     void card.offsetWidth; // restart the animation
     card.classList.add(name);
+    return new Promise((resolve) => {
+      card.addEventListener("animationend", resolve, { once: true });
+      setTimeout(resolve, 500);
+    });
   }
 
   function showPair(pair, { enter = "is-entering" } = {}) {
@@ -243,8 +249,8 @@
       if (img.getAttribute("src") !== url) img.src = url;
     }
     card.classList.remove("is-loading");
-    animateCard(enter);
     shownAt = performance.now();
+    return animateCard(enter);
   }
 
   function showLoadingCard() {
@@ -273,7 +279,8 @@
       }, EMPTY_POLL_MS);
     } else {
       noticeTitle.textContent = "Something went wrong";
-      say(detail || "The server did not answer as expected.", { tone: "error" });
+      const kept = queue.length ? " Your unsent votes are kept on this device." : "";
+      say(`${detail || "The server did not answer as expected."}${kept}`, { tone: "error" });
     }
     setState(kind);
   }
@@ -391,7 +398,7 @@
     upcoming = null;
     showLoadingCard();
     setState("loading");
-    if (!statusSticky) say("Loading a pair…");
+    if (!statusHold) say("Loading a pair…");
     if (queue.length) await flush();
     present(await foregroundFetch());
   }
@@ -486,11 +493,10 @@
         saveQueue();
         voteStuck = true;
         const n = queue.length;
-        say(
-          `${n === 1 ? "Your last vote was" : `${n} votes were`} not saved yet: kept on this device, ` +
-            "sent with your next vote or when you press Send again.",
-          { tone: "error", sticky: true },
-        );
+        say(`${n === 1 ? "Vote" : `${n} votes`} not saved yet: kept on this device, sent with your next vote.`, {
+          tone: "error",
+          sticky: true,
+        });
         return false;
       }
       // Any other refusal (403, 404…) will not change on a retry: say so instead of dropping it quietly.
@@ -536,9 +542,9 @@
       return;
     }
     // The prefetch was late, raced this vote, or said done/empty before the vote landed: ask again.
-    let result = pending ? await pending.promise : null;
-    if (!usable(result)) result = await foregroundFetch();
-    present(result);
+    const early = pending ? await pending.promise : null;
+    // A prefetched count predates this vote; the vote's own answer already set the counter.
+    present(usable(early) ? { ...early, votesCast: undefined } : await foregroundFetch());
   }
 
   async function undo() {
@@ -553,8 +559,15 @@
       const pair = { token: item.token, query: item.query, match: item.match };
       forget(pair);
       putBack();
-      showPair(pair, { enter: item.verdict === "dope" ? "is-entering-right" : "is-entering-left" });
-      say("Vote taken back: judge it again.", { ttl: 4000 });
+      setState("sending");
+      if (queue.length) {
+        const n = queue.length;
+        say(`Vote taken back: judge it again. ${n === 1 ? "One earlier vote" : `${n} earlier votes`} still to send.`, {
+          tone: "warning",
+          sticky: true,
+        });
+      } else say("Vote taken back: judge it again.", { ttl: 4000 });
+      await showPair(pair, { enter: item.verdict === "dope" ? "is-entering-right" : "is-entering-left" });
       setState("ready");
       return;
     }
@@ -567,10 +580,10 @@
       setCount(r.data.votes_cast);
       forget(pair);
       putBack();
-      showPair(pair, { enter: lastVerdict === "dope" ? "is-entering-right" : "is-entering-left" });
       say("Vote undone: judge it again.", { ttl: 4000 });
-      setState("ready");
       if (!upcoming) prefetch();
+      await showPair(pair, { enter: lastVerdict === "dope" ? "is-entering-right" : "is-entering-left" });
+      setState("ready");
       return;
     }
     say(detailOf(r, "There is nothing to undo."), { tone: "warning", ttl: 6000 });
@@ -657,7 +670,13 @@
       moved: false,
       samples: [{ t: event.timeStamp, x: event.clientX }],
     };
-    card.setPointerCapture(event.pointerId);
+    try {
+      card.setPointerCapture(event.pointerId);
+    } catch {
+      // The pointer is already gone; pointerup will not come, so forget the drag.
+      drag = null;
+      return;
+    }
     card.classList.remove("is-springing", "is-entering", "is-entering-left", "is-entering-right");
   });
 

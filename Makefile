@@ -1,0 +1,48 @@
+# The few commands a person types. Everything runs inside .venv, created on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_ITEMS ?= 600
+
+.PHONY: setup setup-dev demo serve worker test lint bench clean
+
+# Reinstall only when a requirements file changed (the stamp names their hash).
+STAMP = $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
+DEV_STAMP = $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(STAMP)
+
+setup: $(STAMP)
+
+setup-dev: $(DEV_STAMP)
+
+# Demo: SQLite and media under ./var, background work in-process. Re-running skips finished work.
+demo: setup
+	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput -v 0
+	DJANGO_DEBUG=1 $(PY) manage.py make_demo_catalog --n $(DEMO_ITEMS) --seed 0
+	DJANGO_DEBUG=1 $(PY) manage.py build_variants
+	DJANGO_DEBUG=1 $(PY) manage.py evaluate
+	@echo "vsearch is at http://$(HOST):$(PORT)/  (leaderboard: /leaderboard/, staff: /staff/ after 'manage.py createsuperuser')"
+	DJANGO_DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache
