@@ -1,1 +1,11 @@
-urlpatterns = []
+from django.urls import path
+
+from voting import api
+
+urlpatterns = [
+    path("pairs/next", api.PairNext.as_view(), name="pair-next"),
+    path("votes", api.VoteCreate.as_view(), name="vote-create"),
+    path("votes/undo", api.VoteUndo.as_view(), name="vote-undo"),
+    path("leaderboard", api.Leaderboard.as_view(), name="leaderboard"),
+    path("leaderboard/<int:variant_id>/categories", api.LeaderboardCategories.as_view(), name="leaderboard-categories"),
+]

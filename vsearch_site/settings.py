@@ -165,7 +165,8 @@ VSEARCH_ALLOW_DOWNLOADS = env_bool("VSEARCH_ALLOW_DOWNLOADS", True)
 # Voting.
 VSEARCH_TOKEN_MAX_AGE = env_int("VSEARCH_TOKEN_MAX_AGE", 3600, minimum=1)
 VSEARCH_UNDO_SECONDS = env_int("VSEARCH_UNDO_SECONDS", 30, minimum=0)
-VSEARCH_MIN_VOTES = env_int("VSEARCH_MIN_VOTES", 30, minimum=1)
+VSEARCH_MIN_VOTES = env_int("VSEARCH_MIN_VOTES", 30, minimum=1)  # fewer: "provisional", not ranked
+VSEARCH_NEW_DAYS = env_int("VSEARCH_NEW_DAYS", 7, minimum=0)  # a variant ready this recently is marked new
 VSEARCH_CONFIDENCE = env_float("VSEARCH_CONFIDENCE", 0.95, minimum=0.5)
 
 SESSION_COOKIE_HTTPONLY = True

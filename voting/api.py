@@ -1,0 +1,135 @@
+"""Thin API views: check input, call one service or selector, shape the output. None reveals a variant."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from matching.models import Variant
+from voting import selectors, services
+from voting.identity import remember_voter, voter_from_request
+from voting.serializers import CardOut, CategoryRowOut, LeaderboardRowOut, VoteIn
+from voting.throttles import IPRateThrottle, PairRateThrottle, VoterRateThrottle
+from voting.tokens import token_issue
+
+
+class _Csrf(CsrfViewMiddleware):
+    def _reject(self, request, reason):
+        return reason
+
+
+class VoterView(APIView):
+    """Voting endpoints: CSRF is checked on every unsafe request, anonymous ones included.
+
+    (DRF exempts anonymous requests from CSRF; a third-party page must not vote for a visitor.)
+    """
+
+    def initial(self, request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            check = _Csrf(lambda req: None)
+            check.process_request(request._request)
+            reason = check.process_view(request._request, None, (), {})
+            if reason:
+                raise PermissionDenied(f"CSRF check failed: {reason.rstrip('.')}. Reload the page and try again.")
+        super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        remember_voter(request, response)
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+def _card_payload(card: selectors.Card, voter, votes_cast: int) -> dict:
+    return CardOut(
+        {
+            "token": token_issue(voter_id=voter.pk, pair_id=card.pair_id),
+            "query": {"image": card.query_image},
+            "match": {"image": card.match_image},
+            "votes_cast": votes_cast,
+        }
+    ).data
+
+
+class PairNext(VoterView):
+    throttle_classes = [PairRateThrottle]
+
+    def get(self, request):
+        voter = voter_from_request(request, create=True)
+        votes_cast = selectors.votes_cast(voter)
+        if not selectors.rotation():
+            return Response(
+                {"detail": "No model is ready yet: matches are still being built. Try again in a minute."},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": "30"},
+            )
+        card = selectors.pair_next_for(voter=voter)
+        if card is None:
+            return Response(
+                {"done": True, "votes_cast": votes_cast,
+                 "detail": "You have judged every pair we have. Thank you! See how the models rank on the leaderboard."}
+            )
+        return Response(_card_payload(card, voter, votes_cast))
+
+
+class VoteCreate(VoterView):
+    throttle_classes = [VoterRateThrottle, IPRateThrottle]
+
+    def post(self, request):
+        data = VoteIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        voter = voter_from_request(request, create=False)
+        if voter is None:
+            return Response({"detail": "No voter cookie: load a card first (GET /api/pairs/next)."}, status=400)
+        try:
+            services.vote_record(
+                voter=voter,
+                token=data.validated_data["token"],
+                verdict=data.validated_data["verdict"],
+                shown_ms=data.validated_data.get("shown_ms"),
+                ip=IPRateThrottle().get_ident(request),
+            )
+        except services.VoteError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(
+            {"votes_cast": selectors.votes_cast(voter), "undo_seconds": settings.VSEARCH_UNDO_SECONDS},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class VoteUndo(VoterView):
+    throttle_classes = [VoterRateThrottle, IPRateThrottle]
+
+    def post(self, request):
+        voter = voter_from_request(request, create=False)
+        if voter is None:
+            return Response({"detail": "There is no vote to undo."}, status=404)
+        try:
+            pair_id = services.vote_undo(voter=voter)
+        except services.VoteError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(_card_payload(selectors.card_for(pair_id), voter, selectors.votes_cast(voter)))
+
+
+class Leaderboard(APIView):
+    def get(self, request):
+        rows = selectors.leaderboard_rows()
+        return Response(
+            {
+                "confidence": settings.VSEARCH_CONFIDENCE,
+                "min_votes": settings.VSEARCH_MIN_VOTES,
+                "rows": LeaderboardRowOut(rows, many=True).data,
+            }
+        )
+
+
+class LeaderboardCategories(APIView):
+    def get(self, request, variant_id: int):
+        variant = get_object_or_404(Variant, pk=variant_id, status=Variant.Status.READY)
+        rows = selectors.category_rows(variant=variant)
+        return Response({"variant": variant.name, "rows": CategoryRowOut(rows, many=True).data})

@@ -1,0 +1,70 @@
+"""Every write of voting: recording a vote (exactly once) and undoing the last one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from matching.models import Pair
+from voting.models import Vote, Voter
+from voting.tokens import TokenError, token_read
+
+
+class VoteError(Exception):
+    """A vote that cannot be recorded; `status` is the HTTP status that says why."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Recorded:
+    vote: Vote
+    replay: bool  # the same token was posted again (a client retry): nothing new was stored
+
+
+VERDICTS = {"dope": True, "nope": False}
+
+
+def vote_record(*, voter: Voter, token: str, verdict: str, shown_ms: int | None = None, ip: str | None = None) -> Recorded:
+    """Store one verdict on a served card. Retrying the same token is a replay, not a second vote."""
+    if verdict not in VERDICTS:
+        raise VoteError("verdict must be 'dope' or 'nope'.", 400)
+    try:
+        served = token_read(token, voter_id=voter.pk)
+    except TokenError as exc:
+        raise VoteError(str(exc), 400) from None
+    if not Pair.objects.filter(pk=served.pair_id).exists():
+        raise VoteError("This card no longer exists.", 400)
+    # The client measures how long the card was on screen; it cannot exceed the time since it was served.
+    server_ms = int(served.age_seconds * 1000)
+    shown = shown_ms if isinstance(shown_ms, int) and 0 <= shown_ms <= server_ms + 1000 else server_ms
+    try:
+        with transaction.atomic():
+            vote = Vote.objects.create(
+                voter=voter, pair_id=served.pair_id, dope=VERDICTS[verdict], shown_ms=min(shown, 2**31 - 1),
+                token_id=served.nonce, ip=ip,
+            )
+    except IntegrityError:
+        existing = Vote.objects.filter(voter=voter, pair_id=served.pair_id).first()
+        if existing is not None and existing.token_id == served.nonce:
+            return Recorded(existing, replay=True)
+        raise VoteError("You have already voted on this pair.", 409) from None
+    return Recorded(vote, replay=False)
+
+
+def vote_undo(*, voter: Voter) -> int:
+    """Delete the voter's latest vote if it is recent enough; returns its card's pair id."""
+    last = Vote.objects.filter(voter=voter).order_by("-created_at", "-id").first()
+    if last is None:
+        raise VoteError("There is no vote to undo.", 404)
+    if last.created_at < timezone.now() - timedelta(seconds=settings.VSEARCH_UNDO_SECONDS):
+        raise VoteError(f"Votes can be undone within {settings.VSEARCH_UNDO_SECONDS} seconds; that one is older.", 409)
+    pair_id = last.pair_id
+    last.delete()
+    return pair_id

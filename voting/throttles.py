@@ -1,0 +1,27 @@
+"""Rate limits on voting: per voter (cookie or user) and per client IP, in the shared cache."""
+
+from rest_framework.throttling import SimpleRateThrottle
+
+from voting.identity import voter_key
+
+
+class VoterRateThrottle(SimpleRateThrottle):
+    """Per voter; a client without a voter cookie is limited by IP under the same scope."""
+
+    scope = "votes"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": voter_key(request) or self.get_ident(request)}
+
+
+class IPRateThrottle(SimpleRateThrottle):
+    """Per client IP (X-Forwarded-For is trusted only as far as NUM_PROXIES says), so a cleared cookie does not reset it."""
+
+    scope = "votes_ip"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class PairRateThrottle(VoterRateThrottle):
+    scope = "pairs"
