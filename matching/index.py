@@ -92,7 +92,10 @@ def exact_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np
 def exact_neighbours(
     vectors: np.ndarray, metric: str, positions: np.ndarray, k: int, exclude: np.ndarray | None = None
 ) -> np.ndarray:
-    """Top-k positions for each query position, never itself nor a position in the same `exclude` group."""
+    """Top-k positions for each query position, never itself nor a position in the same `exclude` group.
+
+    Rows with fewer than k allowed neighbours end in -1.
+    """
     result = np.empty((len(positions), k), dtype=np.int64)
     for start in range(0, len(positions), 256):
         chunk = positions[start : start + 256]
@@ -104,6 +107,8 @@ def exact_neighbours(
         part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk > 0 else np.zeros((len(chunk), 0), dtype=np.int64)
         order = np.take_along_axis(d, part, axis=1).argsort(axis=1, kind="stable")
         top = np.take_along_axis(part, order, axis=1)
+        # Fewer than k allowed neighbours (small catalog, many copies): the excluded ones must not fill the gap.
+        top[np.isinf(np.take_along_axis(d, top, axis=1))] = -1
         result[start : start + len(chunk), : top.shape[1]] = top
         result[start : start + len(chunk), top.shape[1] :] = -1
     return result

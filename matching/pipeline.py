@@ -78,25 +78,54 @@ def features_load(feature_set: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
     return ids, vectors
 
 
-def _files_present(feature_set: FeatureSet) -> bool:
-    return bool(feature_set.path) and media_path(feature_set.path).exists()
+def _files_current(feature_set: FeatureSet) -> bool:
+    """The feature file exists and is newer than the weights file it came from (retrained in place: stale)."""
+    if not feature_set.path or not media_path(feature_set.path).exists():
+        return False
+    weights = Path(featurizers.resolve_weights(feature_set.weights))
+    if feature_set.weights in {"none", "imagenet"} or not weights.exists():
+        return True
+    return weights.stat().st_mtime <= media_path(feature_set.path).stat().st_mtime
 
 
 def feature_set_compute(*, feature_set: FeatureSet, progress=None) -> FeatureSet:
-    """Embed every catalog item with every layer of the featurizer in one pass; other layers' sets are filled too."""
+    """Embed every catalog item with every layer of the featurizer in one pass; other layers' sets are filled too.
+
+    Files are written only once every layer's features are complete and finite; a failure marks the set failed.
+    """
     feature_set.refresh_from_db()
-    if feature_set.status == FeatureSet.Status.READY and _files_present(feature_set):
+    if feature_set.status == FeatureSet.Status.READY and _files_current(feature_set):
         return feature_set
     rows = list(Item.objects.order_by("id").values_list("id", "image", "bbox"))
     if not rows:
         raise BuildError("The catalog is empty: import images first (manage.py import_catalog PATH or make_demo_catalog).")
     try:
-        featurizer = featurizers.get(feature_set.featurizer, feature_set.weights)
-    except FeaturizerError as exc:
-        FeatureSet.objects.filter(pk=feature_set.pk).update(status=FeatureSet.Status.FAILED, error=str(exc))
+        out, seconds = _embed_all(feature_set, rows, progress)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, BuildError | FeaturizerError) else f"{exc.__class__.__name__}: {exc}"
+        FeatureSet.objects.filter(pk=feature_set.pk).update(status=FeatureSet.Status.FAILED, error=message)
         raise
-    FeatureSet.objects.filter(pk=feature_set.pk).update(status=FeatureSet.Status.RUNNING, error="", progress=0.0)
 
+    folder = feature_dir(feature_set)
+    _save_npy(f"{folder}/ids.npy", np.array([r[0] for r in rows], dtype=np.int64))
+    for layer, values in out.items():
+        _save_npy(f"{folder}/{layer}.npy", values)
+        FeatureSet.objects.filter(featurizer=feature_set.featurizer, weights=feature_set.weights, layer=layer).update(
+            status=FeatureSet.Status.READY,
+            path=f"{folder}/{layer}.npy",
+            dim=values.shape[1],
+            n_items=len(rows),
+            progress=1.0,
+            error="",
+            seconds=seconds,
+        )
+    feature_set.refresh_from_db()
+    return feature_set
+
+
+def _embed_all(feature_set: FeatureSet, rows: list, progress) -> tuple[dict[str, np.ndarray], float]:
+    featurizer = featurizers.get(feature_set.featurizer, feature_set.weights)
+    FeatureSet.objects.filter(pk=feature_set.pk).update(status=FeatureSet.Status.RUNNING, error="", progress=0.0)
     started = time.perf_counter()
     loader = DataLoader(
         ItemImages(rows, featurizer.transform),
@@ -113,25 +142,10 @@ def feature_set_compute(*, feature_set: FeatureSet, progress=None) -> FeatureSet
         FeatureSet.objects.filter(pk=feature_set.pk).update(progress=done / len(rows))
         if progress:
             progress(done / len(rows))
-    seconds = time.perf_counter() - started
-
-    folder = feature_dir(feature_set)
-    _save_npy(f"{folder}/ids.npy", np.array([r[0] for r in rows], dtype=np.int64))
-    for layer, values in out.items():
+    for values in out.values():
         if not np.isfinite(values).all():
             raise BuildError(f"{feature_set}: the network produced NaN or Inf features; check the weights.")
-        _save_npy(f"{folder}/{layer}.npy", values)
-        FeatureSet.objects.filter(featurizer=feature_set.featurizer, weights=feature_set.weights, layer=layer).update(
-            status=FeatureSet.Status.READY,
-            path=f"{folder}/{layer}.npy",
-            dim=values.shape[1],
-            n_items=len(rows),
-            progress=1.0,
-            error="",
-            seconds=seconds,
-        )
-    feature_set.refresh_from_db()
-    return feature_set
+    return out, time.perf_counter() - started
 
 
 def _save_npy(relative: str, array: np.ndarray) -> None:

@@ -142,6 +142,7 @@ def variant_create(
     search_k: int = -1,
     k: int = 5,
     sample_size: int | None = None,
+    seed: int = 0,
     build: bool = True,
 ) -> Variant:
     """Create a variant (reusing features with the same source) and queue its build."""
@@ -162,10 +163,11 @@ def variant_create(
             raise VariantError(f"A variant named {name!r} already exists.")
         variant = Variant.objects.create(
             name=name, description=description, feature_set=feature_set, metric=metric,
-            n_trees=n_trees, search_k=search_k, k=k, sample_size=sample_size,
+            n_trees=n_trees, search_k=search_k, k=k, sample_size=sample_size, seed=seed,
         )
-        if build:
-            dispatch.enqueue_build(variant.pk)  # after commit; inline in eager mode
+    if build:
+        # Outside the block: an eager build must not run (and fail) inside the transaction that creates the row.
+        dispatch.enqueue_build(variant.pk)  # after commit; inline in eager mode
     variant.refresh_from_db()
     return variant
 

@@ -118,6 +118,11 @@ class TorchFeaturizer:
         self._dims = dims
         self.transform = transform
         model.eval()
+        for module in model.modules():
+            # An in-place activation after a tapped layer would overwrite the tapped output (VGG's fc6 would
+            # come out after its ReLU, all signs lost for Hamming).
+            if hasattr(module, "inplace"):
+                module.inplace = False
         self.extractor = create_feature_extractor(model, return_nodes={node: layer for layer, node in nodes.items()})
         self.extractor.eval()
         self._lock = threading.Lock()  # one forward at a time per process: torch already uses every core
@@ -144,8 +149,10 @@ def torchvision_featurizer(arch: str, weights: str) -> TorchFeaturizer:
         load_state_strict(model, state, source=f"ImageNet weights for {arch}")
         transform = enum.transforms()
     elif weights == "none":
-        torch.manual_seed(0)  # "untrained" must still mean the same network every time
-        model = models.get_model(arch, weights=None)
+        # "Untrained" must still mean the same network every time, without reseeding the caller's RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = models.get_model(arch, weights=None)
     else:
         model = models.get_model(arch, weights=None)
         state = load_weights_file(weights)

@@ -380,14 +380,15 @@
     });
   }
 
-  /** Puts a freshly fetched result on screen. */
-  function present(result) {
+  /** Puts a freshly fetched result on screen; "ready" once the card has finished coming in. */
+  async function present(result) {
     if (result.votesCast !== undefined && queue.length === 0) setCount(result.votesCast);
     if (result.kind === "pair") {
-      showPair(result.pair);
+      const shown = showPair(result.pair);
       sayIdle();
-      setState("ready");
       prefetch();
+      await shown;
+      if (current === result.pair) setState("ready");
     } else {
       showNotice(result.kind, result.detail);
     }
@@ -530,15 +531,16 @@
     upcoming = null;
     current = null;
     const ready = pending && usable(pending.result) ? pending.result.pair : null;
-    if (ready) showPair(ready);
-    else showLoadingCard();
+    const shown = ready ? showPair(ready) : null;
+    if (!ready) showLoadingCard();
     setState("sending");
 
     await flush();
 
     if (ready) {
-      setState("ready");
       prefetch();
+      await shown; // input starts on a card that stands still
+      if (current === ready) setState("ready");
       return;
     }
     // The prefetch was late, raced this vote, or said done/empty before the vote landed: ask again.

@@ -1,0 +1,66 @@
+"""Browser-test world: a live server, two small ready variants, and headless Chromium (Playwright, sync API)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import skip_or_fail
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One Chromium per module; each test opens its own context (cookies, localStorage, viewport)."""
+    if not CHROMIUM.exists():
+        skip_or_fail("Chromium not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with pytest.MonkeyPatch.context() as mp, sync_api.sync_playwright() as p:
+        # Playwright's sync API keeps an asyncio loop on this thread, so Django would refuse every ORM call
+        # made here, database setup and flush included ("async context"). They are in fact synchronous.
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def served(settings):
+    """Settings for pages served by the live server: plain static files (no collectstatic manifest)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    from django.core.cache import cache
+
+    # Rotation, exposure counts and throttle buckets are cached: start from nothing.
+    cache.clear()
+    yield settings
+    cache.clear()
+
+
+@pytest.fixture
+def two_variants(served, demo_catalog):
+    """The 30-item demo catalog with two variants built eagerly: colour histograms (L2) and a random baseline."""
+    from matching.models import Variant
+    from matching.services import variant_create
+
+    variants = [
+        variant_create(featurizer="colour-histogram", layer="hsv", metric="l2"),
+        variant_create(metric="random"),
+    ]
+    for variant in variants:
+        variant.refresh_from_db()
+        assert variant.status == Variant.Status.READY, f"{variant.name}: {variant.status} {variant.error!r}"
+        assert variant.pairs.exists()
+    return variants

@@ -1,0 +1,172 @@
+"""The swipe and leaderboard pages in a real headless Chromium against a live server.
+
+Waits go through the page's own signals (body[data-state], the vote counter), never fixed sleeps.
+Screenshots land in /tmp/e2e-*.png for a person to look at.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
+
+
+def expect(*args, **kwargs):
+    from playwright.sync_api import expect
+
+    return expect(*args, **kwargs)
+
+
+def open_swipe(chromium, live_server, **context_options):
+    context = chromium.new_context(**context_options)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    wait_ready(page)
+    return page
+
+
+def wait_ready(page):
+    """A card is on screen, standing still, and takes input."""
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    moving = page.evaluate("document.querySelector('[data-testid=card]').getAnimations().map(a => a.animationName)")
+    assert moving == [], f"state is ready but the card still animates: {moving}"
+    for image in ("query-image", "match-image"):
+        expect(page.get_by_test_id(image)).to_have_js_property("complete", True)
+
+
+def shown_pair(page) -> tuple[str, str]:
+    return (
+        page.get_by_test_id("query-image").get_attribute("src"),
+        page.get_by_test_id("match-image").get_attribute("src"),
+    )
+
+
+def expect_count(page, n: int):
+    expect(page.get_by_test_id("vote-count")).to_have_text(str(n))
+    wait_ready(page)
+
+
+def votes_by_card():
+    """{(query image url, match image url): dope} for every vote in the database."""
+    from voting.models import Vote
+
+    return {
+        (v.pair.query_item.image_url, v.pair.match_item.image_url): v.dope
+        for v in Vote.objects.select_related("pair__query_item", "pair__match_item")
+    }
+
+
+def card_centre(page) -> tuple[float, float, float]:
+    box = page.get_by_test_id("card").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"]
+
+
+def test_desktop_mouse_drag_and_arrow_key_vote_and_the_leaderboard_counts_them(chromium, live_server, two_variants):
+    page = open_swipe(chromium, live_server, **DESKTOP)
+    first = shown_pair(page)
+
+    # Drag right past 30% of the card's width, in small steps like a hand would.
+    x, y, width = card_centre(page)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + width * 0.5, y + 10, steps=12)
+    page.mouse.up()
+    expect_count(page, 1)
+    second = shown_pair(page)
+    assert second != first
+    page.screenshot(path="/tmp/e2e-desktop.png")
+
+    page.keyboard.press("ArrowLeft")
+    expect_count(page, 2)
+    assert votes_by_card() == {first: True, second: False}
+
+    page.goto(live_server.url + "/leaderboard/")
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    expect(page.get_by_test_id("chart")).to_be_visible()
+    api = {row["variant_id"]: row for row in page.request.get(live_server.url + "/api/leaderboard").json()["rows"]}
+    rows = page.get_by_test_id("leaderboard-row")
+    expect(rows).to_have_count(2)
+    shown = {}
+    for i in range(rows.count()):
+        row = rows.nth(i)
+        shown[int(row.get_attribute("data-variant-id"))] = (
+            int(row.get_by_test_id("votes").inner_text()),
+            int(row.get_by_test_id("approvals").inner_text()),
+        )
+    assert shown == {vid: (r["votes"], r["approvals"]) for vid, r in api.items()}
+    assert set(shown) == {v.pk for v in two_variants}
+    # Each card was served by at least one variant, and counts for every variant that produced it.
+    assert sum(votes for votes, _ in shown.values()) >= 2
+    assert sum(approvals for _, approvals in shown.values()) >= 1
+    page.screenshot(path="/tmp/e2e-leaderboard.png", full_page=True)
+
+    voted = next(vid for vid, (votes, _) in shown.items() if votes)
+    page.locator(f"[data-testid=leaderboard-row][data-variant-id='{voted}']").click()
+    expect(page.get_by_test_id("categories")).to_be_visible()
+    page.context.close()
+
+
+def test_phone_touch_swipe_and_nope_tap_vote(chromium, live_server, two_variants):
+    page = open_swipe(chromium, live_server, **PHONE)
+    first = shown_pair(page)
+
+    # Playwright has no swipe gesture: feed raw touches through the DevTools protocol, as a finger would.
+    x, y, width = card_centre(page)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for step in range(1, 11):
+        point = {"x": x + width * 0.5 * step / 10, "y": y + step}
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    expect_count(page, 1)
+    second = shown_pair(page)
+    page.screenshot(path="/tmp/e2e-phone.png")
+
+    page.get_by_test_id("nope").tap()
+    expect_count(page, 2)
+    assert votes_by_card() == {first: True, second: False}
+    page.context.close()
+
+
+def test_undo_takes_the_vote_back_and_shows_its_card_again(chromium, live_server, two_variants):
+    page = open_swipe(chromium, live_server, **DESKTOP)
+    voted = shown_pair(page)
+
+    page.get_by_test_id("dope").click()
+    expect_count(page, 1)
+    assert shown_pair(page) != voted
+    assert votes_by_card() == {voted: True}
+
+    page.get_by_test_id("undo").click()
+    expect_count(page, 0)
+    assert shown_pair(page) == voted
+    assert votes_by_card() == {}
+    expect(page.get_by_test_id("status")).to_contain_text("undone")
+    page.context.close()
+
+
+def test_a_vote_whose_post_fails_once_is_retried_and_lands(chromium, live_server, two_variants):
+    page = open_swipe(chromium, live_server, **DESKTOP)
+    voted = shown_pair(page)
+    posts = []
+
+    def fail_first(route):
+        posts.append(route.request.post_data_json)
+        if len(posts) == 1:
+            route.fulfill(status=500, json={"detail": "server hiccup"})
+        else:
+            route.continue_()
+
+    page.route("**/api/votes", fail_first)
+    page.get_by_test_id("dope").click()
+    expect(page.get_by_test_id("status")).to_contain_text("Trying again")
+    assert votes_by_card() == {}
+    expect_count(page, 1)
+    expect(page.get_by_test_id("status")).to_have_text("Your vote is saved.")
+    assert votes_by_card() == {voted: True}
+    assert len(posts) == 2 and posts[0] == posts[1]
+    page.context.close()

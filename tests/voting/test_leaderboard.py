@@ -1,0 +1,101 @@
+"""The leaderboard: Wilson intervals, rank groups where intervals overlap, provisional variants last."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from matching.services import variant_create
+from tests.voting.conftest import add_votes
+from voting.selectors import LeaderboardRow, assign_rank_groups, leaderboard_rows, wilson
+
+
+@pytest.mark.parametrize(
+    ("approvals", "votes", "low", "high"),
+    [  # hand-computed with z = 1.96: centre and half-width of the Wilson score interval
+        (8, 10, 0.4902, 0.9433),
+        (0, 10, 0.0, 0.2775),
+        (50, 100, 0.4038, 0.5962),
+        (1, 1, 0.2065, 1.0),
+    ],
+)
+def test_wilson_bounds_match_hand_computed_values(approvals, votes, low, high):
+    lower, upper = wilson(approvals, votes, 0.95)
+
+    assert lower == pytest.approx(low, abs=1e-4) and upper == pytest.approx(high, abs=1e-4)
+
+
+def test_no_votes_means_no_interval():
+    assert wilson(0, 0) == (None, None)
+
+
+def row(name: str, low: float, high: float, rate: float) -> LeaderboardRow:
+    return LeaderboardRow(0, name, "", "active", 100, int(rate * 100), rate, low, high, False, False, None)
+
+
+def test_variants_whose_intervals_overlap_share_a_rank_group():
+    rows = [row("a", 0.70, 0.80, 0.75), row("b", 0.66, 0.76, 0.71), row("c", 0.40, 0.50, 0.45)]
+
+    assign_rank_groups(rows)
+
+    assert [(r.rank, r.rank_group) for r in rows] == [(1, "1–2"), (2, "1–2"), (3, "3")]
+
+
+def test_leaderboard_ranks_by_approval_and_puts_provisional_variants_last(variants, settings, client):
+    settings.VSEARCH_MIN_VOTES = 20
+    histogram, random_pairs = variants
+    # Random pairs of another seed: few cards in common with the others, so its count stays its own.
+    lonely = variant_create(metric="random", name="another random control", k=2, seed=99)
+    add_votes(histogram, dope=30, nope=10)
+    add_votes(random_pairs, dope=5, nope=35)
+    add_votes(lonely, dope=3, nope=0)
+
+    body = client.get("/api/leaderboard").json()
+
+    provisional = [r["provisional"] for r in body["rows"]]
+    assert provisional == sorted(provisional)  # every ranked row before every provisional one
+    by_name = {r["name"]: r for r in body["rows"]}
+    top = by_name[histogram.name]
+    assert top["rank"] == 1 and top["rank_group"] == "1" and top["provisional"] is False
+    assert top["votes"] >= 40 and top["approval_rate"] == pytest.approx(top["approvals"] / top["votes"])
+    assert top["ci_low"] < top["approval_rate"] < top["ci_high"]
+    assert by_name[lonely.name]["provisional"] is True and by_name[lonely.name]["rank"] is None
+    assert top["p_at_1"] == pytest.approx(histogram.p_at_1)
+    assert by_name[random_pairs.name]["rank"] == 2
+    assert body["confidence"] == 0.95 and body["min_votes"] == 20
+
+
+def test_the_leaderboard_is_one_aggregate_query_however_many_votes(variants):
+    add_votes(variants[0], dope=50, nope=50)
+
+    with CaptureQueriesContext(connection) as queries:
+        leaderboard_rows()
+
+    assert len(queries.captured_queries) == 2  # vote totals per variant + the variants themselves
+
+
+def test_per_category_approval_for_a_variant(variants, client):
+    histogram = variants[0]
+    add_votes(histogram, dope=6, nope=2)
+
+    body = client.get(f"/api/leaderboard/{histogram.pk}/categories").json()
+
+    assert body["variant"] == histogram.name
+    assert sum(r["votes"] for r in body["rows"]) >= 8
+    assert all(0 <= r["ci_low"] <= r["approval_rate"] <= r["ci_high"] <= 1 for r in body["rows"])
+
+
+def test_categories_of_an_unknown_variant_is_404_with_a_message(db, client):
+    response = client.get("/api/leaderboard/999/categories")
+
+    assert response.status_code == 404
+    assert response.json()["detail"]
+
+
+def test_leaderboard_and_swipe_pages_render(variants, client):
+    assert b"leaderboard" in client.get("/leaderboard/").content.lower()
+    page = client.get("/").content.decode()
+    assert 'data-testid="card"' in page
+    for variant in variants:
+        assert variant.name not in page
