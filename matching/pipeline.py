@@ -96,6 +96,8 @@ def feature_set_compute(*, feature_set: FeatureSet, progress=None) -> FeatureSet
     feature_set.refresh_from_db()
     if feature_set.status == FeatureSet.Status.READY and _files_current(feature_set):
         return feature_set
+    if feature_set.featurizer == "embeddings":
+        raise BuildError("The uploaded embeddings' files are missing from the media folder: upload them again.")
     rows = list(Item.objects.order_by("id").values_list("id", "image", "bbox"))
     if not rows:
         raise BuildError("The catalog is empty: import images first (manage.py import_catalog PATH or make_demo_catalog).")

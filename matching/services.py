@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import logging
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -15,6 +21,7 @@ from matching.catalog import BadImage, Entry, check_bbox, check_image, entries_f
 from matching.featurizers import REGISTRY, FeaturizerError, spec_for
 from matching.models import FeatureSet, Item, Metric, Variant
 from matching.storage import item_image_name, media_path, write_atomic
+from matching.uploads import EMBEDDING_SUFFIXES, WEIGHT_SUFFIXES, UploadError, check_weights, read_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +200,131 @@ def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:
     Variant.objects.filter(pk=variant.pk).update(rotation=rotation)
     variant.refresh_from_db()
     return variant
+
+
+# ---------------------------------------------------------------------------------------- uploads
+
+
+def _check_new_names(name: str, metrics: list[str]) -> list[str]:
+    name = (name or "").strip()
+    if not name:
+        raise UploadError("Give the model a name.")
+    if len(name) > 100:
+        raise UploadError("The name is longer than 100 characters.")
+    metrics = list(dict.fromkeys(metrics))
+    if not metrics:
+        raise UploadError("Choose at least one metric.")
+    wrong = [m for m in metrics if m not in Metric.values or m == Metric.RANDOM]
+    if wrong:
+        raise UploadError(f"Unknown metric {wrong[0]!r}; choose from l1, l2, hamming, cosine.")
+    names = [f"{name} · {metric}" for metric in metrics]
+    taken = list(Variant.objects.filter(name__in=names).values_list("name", flat=True))
+    if taken or Variant.objects.filter(name=name).exists():
+        raise UploadError(f"The name {name!r} is already taken ({(taken or [name])[0]}); choose another.")
+    return names
+
+
+@contextlib.contextmanager
+def _spooled(upload, suffix: str):
+    """Copy an upload to a temporary file under MEDIA_ROOT/uploads (same filesystem as its final place).
+
+    Yields (path, sha256); the temporary file is always removed afterwards.
+    """
+    if upload.size > settings.VSEARCH_MAX_UPLOAD_BYTES:
+        raise UploadError(
+            f"{upload.name} is {upload.size:,} bytes, over the upload limit of {settings.VSEARCH_MAX_UPLOAD_BYTES:,}."
+        )
+    if upload.size == 0:
+        raise UploadError(f"{upload.name} is empty.")
+    folder = media_path("uploads")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=suffix)
+    path = Path(name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in upload.chunks():
+                digest.update(chunk)
+                fh.write(chunk)
+        yield path, digest.hexdigest()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _create_variants(names: list[str], metrics: list[str], feature_set: FeatureSet, description: str) -> list[Variant]:
+    variants = [
+        Variant.objects.create(name=name, description=description, feature_set=feature_set, metric=metric)
+        for name, metric in zip(names, metrics)
+    ]
+    for variant in variants:
+        dispatch.enqueue_build(variant.pk)
+    return variants
+
+
+def variants_from_weights(
+    *, name: str, description: str = "", architecture: str, layer: str, metrics: list[str], upload
+) -> list[Variant]:
+    """One variant per metric from uploaded weights, sharing one feature set; built in the background.
+
+    The file is checked (weights_only load, strict keys and shapes) before anything is stored.
+    """
+    names = _check_new_names(name, metrics)
+    suffix = Path(upload.name).suffix.lower()
+    if suffix not in WEIGHT_SUFFIXES:
+        raise UploadError(f"{upload.name}: weights must be a .pt/.pth state dict or .safetensors file.")
+    with _spooled(upload, suffix) as (tmp, sha):
+        check_weights(tmp, filename=upload.name, architecture=architecture, layer=layer)
+        relative = f"uploads/weights/{sha}{suffix}"
+        final = media_path(relative)
+        placed = not final.exists()
+        if placed:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        try:
+            with transaction.atomic():
+                feature_set, _ = FeatureSet.objects.get_or_create(featurizer=architecture, layer=layer, weights=relative)
+                variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description)
+        except BaseException:
+            if placed:
+                final.unlink(missing_ok=True)
+            raise
+    return variants
+
+
+def variants_from_embeddings(
+    *, name: str, description: str = "", metrics: list[str], upload, ids_upload=None
+) -> list[Variant]:
+    """One variant per metric from embeddings made elsewhere; they are checked, then stored as features."""
+    names = _check_new_names(name, metrics)
+    suffix = Path(upload.name).suffix.lower()
+    if suffix not in EMBEDDING_SUFFIXES:
+        raise UploadError(f"{upload.name}: embeddings must be .npy (with an id list), .npz or .csv.")
+    with contextlib.ExitStack() as stack:
+        tmp, sha = stack.enter_context(_spooled(upload, suffix))
+        ids_tmp = None
+        if ids_upload is not None:
+            ids_tmp, _ = stack.enter_context(_spooled(ids_upload, ".txt"))
+        embeddings = read_embeddings(
+            tmp, filename=upload.name, ids_path=ids_tmp, ids_filename=getattr(ids_upload, "name", "")
+        )
+    folder = f"features/embeddings/{sha[:16]}"
+    written = []
+    try:
+        for relative, array in ((f"{folder}/ids.npy", embeddings.item_ids), (f"{folder}/uploaded.npy", embeddings.vectors)):
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            write_atomic(relative, buffer.getvalue())
+            written.append(relative)
+        with transaction.atomic():
+            feature_set, _ = FeatureSet.objects.update_or_create(
+                featurizer="embeddings", layer="uploaded", weights=f"embeddings:{sha}",
+                defaults={"status": FeatureSet.Status.READY, "path": f"{folder}/uploaded.npy", "progress": 1.0,
+                          "dim": embeddings.vectors.shape[1], "n_items": len(embeddings.item_ids), "error": ""},
+            )
+            variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description)
+    except BaseException:
+        if not FeatureSet.objects.filter(weights=f"embeddings:{sha}").exists():
+            for relative in written:
+                media_path(relative).unlink(missing_ok=True)
+        raise
+    return variants

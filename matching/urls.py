@@ -1,1 +1,10 @@
-urlpatterns = []
+from django.urls import path
+
+from matching import api
+
+urlpatterns = [
+    path("variants", api.VariantList.as_view(), name="variant-list"),
+    path("variants/upload", api.VariantUpload.as_view(), name="variant-upload"),
+    path("variants/<int:variant_id>/rotation", api.VariantRotation.as_view(), name="variant-rotation"),
+    path("variants/<int:variant_id>/rebuild", api.VariantRebuild.as_view(), name="variant-rebuild"),
+]

@@ -6,7 +6,7 @@
  * localStorage: a vote that cannot be sent is retried, and never dropped without a visible message.
  *
  * document.body.dataset.state is one of loading | ready | sending | done | empty | error
- * ("ready": a card is shown and input is accepted). Browser tests wait on it.
+ * ("ready": a card is shown, has finished coming in, and input is accepted). Browser tests wait on it.
  */
 "use strict";
 

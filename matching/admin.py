@@ -1,0 +1,74 @@
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from matching.models import FeatureSet, Item, Variant
+from matching.services import variant_rebuild, variant_set_rotation
+from voting.selectors import rotation_changed
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ["id", "thumbnail", "category", "attributes", "width", "height", "source"]
+    list_filter = ["category"]
+    search_fields = ["category", "source", "sha256"]
+    readonly_fields = ["thumbnail", "sha256", "image", "width", "height", "crop_key", "created_at"]
+    list_per_page = 50
+
+    @admin.display(description="image")
+    def thumbnail(self, item: Item):
+        return format_html('<img src="{}" alt="" style="height:64px;width:64px;object-fit:contain" loading="lazy">',
+                           item.image_url)
+
+
+@admin.register(FeatureSet)
+class FeatureSetAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "dim", "n_items", "seconds", "error"]
+    list_filter = ["status", "featurizer"]
+
+
+@admin.action(description="Pause (leave the rotation, keep votes)")
+def pause(modeladmin, request, queryset):
+    _rotate(request, queryset, Variant.Rotation.PAUSED)
+
+
+@admin.action(description="Retire (leave the rotation for good, keep votes)")
+def retire(modeladmin, request, queryset):
+    _rotate(request, queryset, Variant.Rotation.RETIRED)
+
+
+@admin.action(description="Resume (back into the rotation)")
+def resume(modeladmin, request, queryset):
+    _rotate(request, queryset, Variant.Rotation.ACTIVE)
+
+
+@admin.action(description="Build again (failed variants)")
+def rebuild(modeladmin, request, queryset):
+    for variant in queryset.exclude(status=Variant.Status.READY):
+        variant_rebuild(variant=variant)
+    messages.success(request, "Queued again.")
+
+
+def _rotate(request, queryset, rotation: str) -> None:
+    for variant in queryset:
+        variant_set_rotation(variant=variant, rotation=rotation)
+    rotation_changed()
+    messages.success(request, f"{queryset.count()} variant(s): {rotation}.")
+
+
+@admin.register(Variant)
+class VariantAdmin(admin.ModelAdmin):
+    list_display = ["name", "metric", "status", "stage", "progress_pct", "rotation", "p_at_1", "recall_at_k", "error"]
+    list_filter = ["status", "rotation", "metric"]
+    actions = [pause, retire, resume, rebuild]
+    readonly_fields = ["status", "stage", "progress", "error", "index_path", "p_at_1", "p_at_k", "recall_at_k",
+                       "started_at", "ready_at"]
+
+    @admin.display(description="progress")
+    def progress_pct(self, variant: Variant) -> str:
+        return f"{variant.progress:.0%}"
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "title": "Variants (upload new ones on the staff page)"}
+        messages.info(request, format_html('Upload a new model on the <a href="{}">staff page</a>.', reverse("frontend:staff")))
+        return super().changelist_view(request, extra_context)

@@ -1,0 +1,68 @@
+"""Staff API for scripts (token or session auth): upload models, watch builds, pause/retire/resume."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from matching import services
+from matching.models import Variant
+from matching.serializers import RotationIn, UploadIn, VariantOut
+from matching.uploads import UploadError
+from voting.selectors import rotation_changed
+
+
+class StaffView(APIView):
+    permission_classes = [IsAdminUser]
+
+
+class VariantList(StaffView):
+    def get(self, request):
+        return Response({"variants": VariantOut(Variant.objects.select_related("feature_set"), many=True).data})
+
+
+def upload(data: dict) -> list[Variant]:
+    """The one call behind the API and the staff page's form."""
+    if data["kind"] == "weights":
+        return services.variants_from_weights(
+            name=data["name"], description=data["description"], architecture=data["architecture"],
+            layer=data["layer"], metrics=data["metrics"], upload=data["file"],
+        )
+    return services.variants_from_embeddings(
+        name=data["name"], description=data["description"], metrics=data["metrics"], upload=data["file"],
+        ids_upload=data.get("ids_file"),
+    )
+
+
+class VariantUpload(StaffView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request):
+        data = UploadIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            variants = upload(data.validated_data)
+        except UploadError as exc:
+            return Response({"detail": str(exc)}, status=400)
+        return Response({"variants": VariantOut(variants, many=True).data}, status=201)
+
+
+class VariantRotation(StaffView):
+    parser_classes = [JSONParser, FormParser]
+
+    def post(self, request, variant_id: int):
+        variant = get_object_or_404(Variant, pk=variant_id)
+        data = RotationIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        variant = services.variant_set_rotation(variant=variant, rotation=data.validated_data["rotation"])
+        rotation_changed()
+        return Response(VariantOut(variant).data)
+
+
+class VariantRebuild(StaffView):
+    def post(self, request, variant_id: int):
+        variant = services.variant_rebuild(variant=get_object_or_404(Variant, pk=variant_id))
+        return Response(VariantOut(variant).data)
