@@ -76,13 +76,17 @@ def load_weights_file(path: str | Path) -> dict:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:300]
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+        text = str(exc)
+        if "GLOBAL" in text:
+            # weights_only refused a pickle that names a callable: loading it would run code.
+            detail = next((line.strip() for line in text.splitlines() if "GLOBAL" in line), "")
             raise WeightsError(
-                f"{path.name} is not a plain state dict: it asks to run code when loaded ({reason}). "
+                f"{path.name} is not a plain state dict: loading it would run code, so it was refused ({detail}). "
                 "Save it with torch.save(model.state_dict(), path)."
             ) from None
-        raise WeightsError(f"{path.name} cannot be loaded as weights: {reason}") from None
+        if "Weights only load failed" in text:
+            raise WeightsError(f"{path.name} cannot be loaded as weights: it is not a PyTorch checkpoint.") from None
+        raise WeightsError(f"{path.name} cannot be loaded as weights: {text.splitlines()[0][:300]}") from None
 
 
 def load_state_strict(model: nn.Module, state: dict, *, source: str) -> None:

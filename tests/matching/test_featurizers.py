@@ -255,7 +255,7 @@ def test_a_weights_file_that_runs_code_when_unpickled_is_refused_and_runs_nothin
     marker = tmp_path / "pwned"
     save({"fc.weight": RunsCode(marker)}, tmp_path / "evil.pt")
 
-    with pytest.raises(WeightsError, match="evil.pt is not a plain state dict: it asks to run code when loaded"):
+    with pytest.raises(WeightsError, match="evil.pt is not a plain state dict: loading it would run code"):
         featurizers.get("resnet18", str(tmp_path / "evil.pt"))
 
     assert not marker.exists()

@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints markdown tables; `python -m bench.run_all` writes docs/BENCHMARKS.md. Not tests."""
