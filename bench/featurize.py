@@ -59,7 +59,8 @@ class Runner:
             model = copy.deepcopy(model).to(torch.bfloat16)
         if setting.channels_last:
             model = (copy.deepcopy(model) if model is extractor else model).to(memory_format=torch.channels_last)
-        self.model = model
+        # A deep-copied fx GraphModule comes back in training mode (BatchNorm would use batch statistics).
+        self.model = model.eval()
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.setting.precision == "bf16w":

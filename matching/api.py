@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
@@ -11,6 +12,10 @@ from rest_framework.views import APIView
 from matching import services
 from matching.models import Variant
 from matching.serializers import RotationIn, UploadIn, VariantOut
+from voting.serializers import ErrorOut
+
+VariantsOut = inline_serializer("VariantsOut", {"variants": VariantOut(many=True)})
+STAFF_ERRORS = {401: ErrorOut, 403: ErrorOut}
 from matching.uploads import UploadError
 from voting.selectors import rotation_changed
 
@@ -20,6 +25,7 @@ class StaffView(APIView):
 
 
 class VariantList(StaffView):
+    @extend_schema(responses={200: VariantsOut, **STAFF_ERRORS})
     def get(self, request):
         return Response({"variants": VariantOut(Variant.objects.select_related("feature_set"), many=True).data})
 
@@ -40,6 +46,7 @@ def upload(data: dict) -> list[Variant]:
 class VariantUpload(StaffView):
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(request=UploadIn, responses={201: VariantsOut, 400: ErrorOut, **STAFF_ERRORS})
     def post(self, request):
         data = UploadIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -53,6 +60,7 @@ class VariantUpload(StaffView):
 class VariantRotation(StaffView):
     parser_classes = [JSONParser, FormParser]
 
+    @extend_schema(request=RotationIn, responses={200: VariantOut, 400: ErrorOut, 404: ErrorOut, **STAFF_ERRORS})
     def post(self, request, variant_id: int):
         variant = get_object_or_404(Variant, pk=variant_id)
         data = RotationIn(data=request.data)
@@ -63,6 +71,7 @@ class VariantRotation(StaffView):
 
 
 class VariantRebuild(StaffView):
+    @extend_schema(request=None, responses={200: VariantOut, 404: ErrorOut, **STAFF_ERRORS})
     def post(self, request, variant_id: int):
         variant = services.variant_rebuild(variant=get_object_or_404(Variant, pk=variant_id))
         return Response(VariantOut(variant).data)

@@ -1,4 +1,9 @@
-"""Where background work runs: a Celery worker (REDIS_URL), a thread of this process (no broker), or inline."""
+"""Where background work runs: a Celery worker (REDIS_URL), a thread of this process (no broker), or inline.
+
+With Celery, a build sent while the broker is down is not lost: the variant is marked
+`dispatch_pending` with a message, and `resend_pending()` sends it once the broker answers again
+(workers call it on start and every minute; so does `manage.py build_variants`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,14 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from matching import pipeline
+from matching.models import Variant
 
 log = logging.getLogger(__name__)
 
 # One build at a time: featurizing already uses every core, and SQLite has one writer.
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsearch-build")
 _futures: list[Future] = []
+BROKER_DOWN = "Waiting for the task broker (Redis is unreachable): the build starts when it is back."
 
 
 def _run_in_thread(variant_id: int) -> None:
@@ -27,6 +34,22 @@ def _run_in_thread(variant_id: int) -> None:
         close_old_connections()
 
 
+def _send_to_celery(variant_id: int) -> bool:
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from matching.tasks import build_chain
+
+    try:
+        # No publish retries: a web request must not wait on a dead broker.
+        build_chain(variant_id).apply_async(retry=False)
+    except (BrokerError, ConnectionError, OSError) as exc:
+        log.warning("broker unreachable, build of variant %s is pending: %s", variant_id, exc)
+        Variant.objects.filter(pk=variant_id).update(dispatch_pending=True, error=BROKER_DOWN)
+        return False
+    Variant.objects.filter(pk=variant_id, dispatch_pending=True).update(dispatch_pending=False, error="")
+    return True
+
+
 def enqueue_build(variant_id: int) -> None:
     """Start the variant's build after the current transaction commits (inline in eager mode)."""
     mode = settings.VSEARCH_TASKS
@@ -36,13 +59,21 @@ def enqueue_build(variant_id: int) -> None:
 
     def send() -> None:
         if mode == "celery":
-            from matching.tasks import build_chain
-
-            build_chain(variant_id).apply_async()
+            _send_to_celery(variant_id)
         else:
             _futures.append(_executor.submit(_run_in_thread, variant_id))
 
     transaction.on_commit(send)
+
+
+def resend_pending() -> int:
+    """Send again every build that found the broker down; returns how many went out."""
+    sent = 0
+    for variant_id in Variant.objects.filter(dispatch_pending=True).values_list("pk", flat=True):
+        if not _send_to_celery(variant_id):
+            break  # still down: try again later
+        sent += 1
+    return sent
 
 
 def wait_for_threads(timeout: float | None = None) -> None:

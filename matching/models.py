@@ -121,6 +121,7 @@ class Variant(models.Model):
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
     rotation = models.CharField(max_length=10, choices=Rotation.choices, default=Rotation.ACTIVE, db_index=True)
+    dispatch_pending = models.BooleanField(default=False, help_text="The broker was down when the build was sent.")
     index_path = models.CharField(max_length=255, blank=True)
 
     p_at_1 = models.FloatField(null=True, blank=True)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import chain, shared_task
+from celery.signals import worker_ready
 from django.db import OperationalError
 
 from matching import pipeline
+
+log = logging.getLogger(__name__)
+
+RESEND_EVERY = 60.0  # seconds between looks for builds that found the broker down
 
 STEP_OPTIONS = dict(
     acks_late=True,
@@ -41,3 +48,25 @@ def build_chain(variant_id: int):
     return chain(
         featurize.si(variant_id), build_index.si(variant_id), compute_pairs.si(variant_id), evaluate.si(variant_id)
     )
+
+
+@worker_ready.connect
+def _resend_when_a_worker_starts(sender=None, **kwargs) -> None:
+    """Builds sent while the broker was down go out once a worker is up (and then every minute)."""
+    import threading
+
+    def loop() -> None:
+        from django.db import close_old_connections
+
+        from matching.dispatch import resend_pending as resend
+
+        while True:
+            try:
+                resend()
+            except Exception as exc:  # the database may be down for a while: keep trying
+                log.warning("could not resend pending builds: %s", exc)
+            finally:
+                close_old_connections()
+            threading.Event().wait(RESEND_EVERY)
+
+    threading.Thread(target=loop, name="vsearch-resend", daemon=True).start()

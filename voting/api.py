@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
@@ -13,7 +14,17 @@ from rest_framework.views import APIView
 from matching.models import Variant
 from voting import selectors, services
 from voting.identity import remember_voter, voter_from_request
-from voting.serializers import CardOut, CategoryRowOut, LeaderboardRowOut, VoteIn
+from voting.serializers import (
+    CardOut,
+    CategoriesOut,
+    CategoryRowOut,
+    DoneOut,
+    ErrorOut,
+    LeaderboardOut,
+    LeaderboardRowOut,
+    VotedOut,
+    VoteIn,
+)
 from voting.throttles import IPRateThrottle, PairRateThrottle, VoterRateThrottle
 from voting.tokens import token_issue
 
@@ -59,6 +70,13 @@ def _card_payload(card: selectors.Card, voter, votes_cast: int) -> dict:
 class PairNext(VoterView):
     throttle_classes = [PairRateThrottle]
 
+    @extend_schema(
+        responses={
+            200: PolymorphicProxySerializer("NextPair", [CardOut, DoneOut], resource_type_field_name=None),
+            429: ErrorOut,
+            503: ErrorOut,
+        }
+    )
     def get(self, request):
         voter = voter_from_request(request, create=True)
         votes_cast = selectors.votes_cast(voter)
@@ -80,6 +98,7 @@ class PairNext(VoterView):
 class VoteCreate(VoterView):
     throttle_classes = [VoterRateThrottle, IPRateThrottle]
 
+    @extend_schema(request=VoteIn, responses={201: VotedOut, 400: ErrorOut, 403: ErrorOut, 409: ErrorOut, 429: ErrorOut})
     def post(self, request):
         data = VoteIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -105,6 +124,7 @@ class VoteCreate(VoterView):
 class VoteUndo(VoterView):
     throttle_classes = [VoterRateThrottle, IPRateThrottle]
 
+    @extend_schema(request=None, responses={200: CardOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut})
     def post(self, request):
         voter = voter_from_request(request, create=False)
         if voter is None:
@@ -117,6 +137,7 @@ class VoteUndo(VoterView):
 
 
 class Leaderboard(APIView):
+    @extend_schema(responses={200: LeaderboardOut})
     def get(self, request):
         rows = selectors.leaderboard_rows()
         return Response(
@@ -129,6 +150,7 @@ class Leaderboard(APIView):
 
 
 class LeaderboardCategories(APIView):
+    @extend_schema(responses={200: CategoriesOut, 404: ErrorOut})
     def get(self, request, variant_id: int):
         variant = get_object_or_404(Variant, pk=variant_id, status=Variant.Status.READY)
         rows = selectors.category_rows(variant=variant)

@@ -42,3 +42,29 @@ class CategoryRowOut(serializers.Serializer):
     approval_rate = serializers.FloatField()
     ci_low = serializers.FloatField()
     ci_high = serializers.FloatField()
+
+
+class ErrorOut(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class DoneOut(serializers.Serializer):
+    done = serializers.BooleanField()
+    detail = serializers.CharField()
+    votes_cast = serializers.IntegerField()
+
+
+class VotedOut(serializers.Serializer):
+    votes_cast = serializers.IntegerField()
+    undo_seconds = serializers.IntegerField()
+
+
+class LeaderboardOut(serializers.Serializer):
+    confidence = serializers.FloatField()
+    min_votes = serializers.IntegerField()
+    rows = LeaderboardRowOut(many=True)
+
+
+class CategoriesOut(serializers.Serializer):
+    variant = serializers.CharField()
+    rows = CategoryRowOut(many=True)

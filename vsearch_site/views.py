@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import cache_control
+from django.views.defaults import page_not_found
+from django.views.defaults import server_error as django_server_error
 from django.views.static import serve
 
 
@@ -44,3 +46,16 @@ def health(request):
         checks["workers"] = f"in-process ({settings.VSEARCH_TASKS})"
     healthy = checks["database"] == "ok"
     return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)
+
+
+def not_found(request, exception=None):
+    """API paths answer JSON, pages the usual HTML."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=404)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Internal error; it has been logged."}, status=500)
+    return django_server_error(request)

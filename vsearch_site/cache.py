@@ -1,0 +1,71 @@
+"""A Redis cache that degrades to "always a miss" while Redis is down, instead of failing requests.
+
+Voting and the leaderboard only use the cache to go faster (rotation, exposure counts) and to
+throttle; with Redis gone they keep working uncached and unthrottled, and log it once per outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import ConnectionError, TimeoutError
+
+log = logging.getLogger(__name__)
+ERRORS = (ConnectionError, TimeoutError, OSError)
+RETRY_AFTER = 5.0  # seconds without trying Redis after a failure, so a dead server costs nothing per request
+
+
+class ResilientRedisCache(RedisCache):
+    _down_until = 0.0
+
+    def _guard(self, call, default):
+        now = time.monotonic()
+        if now < type(self)._down_until:
+            return default
+        try:
+            return call()
+        except ERRORS as exc:
+            if type(self)._down_until == 0.0:
+                log.warning("cache unavailable (%s): serving uncached until Redis is back", exc)
+            type(self)._down_until = now + RETRY_AFTER
+            return default
+
+    def _up(self, value):
+        type(self)._down_until = 0.0
+        return value
+
+    def get(self, key, default=None, version=None):
+        return self._guard(lambda: self._up(super(ResilientRedisCache, self).get(key, default, version)), default)
+
+    def get_many(self, keys, version=None):
+        return self._guard(lambda: super(ResilientRedisCache, self).get_many(keys, version), {})
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        self._guard(lambda: super(ResilientRedisCache, self).set(key, value, timeout, version), None)
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._guard(lambda: super(ResilientRedisCache, self).add(key, value, timeout, version), False)
+
+    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._guard(lambda: super(ResilientRedisCache, self).set_many(data, timeout, version), list(data))
+
+    def delete(self, key, version=None):
+        return self._guard(lambda: super(ResilientRedisCache, self).delete(key, version), False)
+
+    def delete_many(self, keys, version=None):
+        self._guard(lambda: super(ResilientRedisCache, self).delete_many(keys, version), None)
+
+    def has_key(self, key, version=None):
+        return self._guard(lambda: super(ResilientRedisCache, self).has_key(key, version), False)
+
+    def incr(self, key, delta=1, version=None):
+        return self._guard(lambda: super(ResilientRedisCache, self).incr(key, delta, version), delta)
+
+    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._guard(lambda: super(ResilientRedisCache, self).touch(key, timeout, version), False)
+
+    def clear(self):
+        self._guard(lambda: super(ResilientRedisCache, self).clear(), None)
