@@ -35,6 +35,22 @@ def chromium():
 
 
 @pytest.fixture
+def browser_context(chromium):
+    """Opens browser contexts (viewport, touch…) for one test and closes them after it, passed or not."""
+    contexts = []
+
+    def open_context(**options):
+        context = chromium.new_context(**options)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context
+
+    yield open_context
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
 def served(settings):
     """Settings for pages served by the live server: plain static files (no collectstatic manifest)."""
     settings.STORAGES = {

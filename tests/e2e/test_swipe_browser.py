@@ -25,10 +25,8 @@ def expect(*args, **kwargs):
     return expect(*args, **kwargs)
 
 
-def open_swipe(chromium, live_server, **context_options):
-    context = chromium.new_context(**context_options)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
+def open_swipe(browser_context, live_server, **context_options):
+    page = browser_context(**context_options).new_page()
     page.goto(live_server.url + "/")
     wait_ready(page)
     return page
@@ -70,8 +68,10 @@ def card_centre(page) -> tuple[float, float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"]
 
 
-def test_desktop_mouse_drag_and_arrow_key_vote_and_the_leaderboard_counts_them(chromium, live_server, two_variants):
-    page = open_swipe(chromium, live_server, **DESKTOP)
+def test_desktop_mouse_drag_and_arrow_key_vote_and_the_leaderboard_counts_them(
+    browser_context, live_server, two_variants
+):
+    page = open_swipe(browser_context, live_server, **DESKTOP)
     first = shown_pair(page)
 
     # Drag right past 30% of the card's width, in small steps like a hand would.
@@ -112,11 +112,10 @@ def test_desktop_mouse_drag_and_arrow_key_vote_and_the_leaderboard_counts_them(c
     voted = next(vid for vid, (votes, _) in shown.items() if votes)
     page.locator(f"[data-testid=leaderboard-row][data-variant-id='{voted}']").click()
     expect(page.get_by_test_id("categories")).to_be_visible()
-    page.context.close()
 
 
-def test_phone_touch_swipe_and_nope_tap_vote(chromium, live_server, two_variants):
-    page = open_swipe(chromium, live_server, **PHONE)
+def test_phone_touch_swipe_and_nope_tap_vote(browser_context, live_server, two_variants):
+    page = open_swipe(browser_context, live_server, **PHONE)
     first = shown_pair(page)
 
     # Playwright has no swipe gesture: feed raw touches through the DevTools protocol, as a finger would.
@@ -134,11 +133,10 @@ def test_phone_touch_swipe_and_nope_tap_vote(chromium, live_server, two_variants
     page.get_by_test_id("nope").tap()
     expect_count(page, 2)
     assert votes_by_card() == {first: True, second: False}
-    page.context.close()
 
 
-def test_undo_takes_the_vote_back_and_shows_its_card_again(chromium, live_server, two_variants):
-    page = open_swipe(chromium, live_server, **DESKTOP)
+def test_undo_takes_the_vote_back_and_shows_its_card_again(browser_context, live_server, two_variants):
+    page = open_swipe(browser_context, live_server, **DESKTOP)
     voted = shown_pair(page)
 
     page.get_by_test_id("dope").click()
@@ -151,11 +149,10 @@ def test_undo_takes_the_vote_back_and_shows_its_card_again(chromium, live_server
     assert shown_pair(page) == voted
     assert votes_by_card() == {}
     expect(page.get_by_test_id("status")).to_contain_text("undone")
-    page.context.close()
 
 
-def test_a_vote_whose_post_fails_once_is_retried_and_lands(chromium, live_server, two_variants):
-    page = open_swipe(chromium, live_server, **DESKTOP)
+def test_a_vote_whose_post_fails_once_is_retried_and_lands(browser_context, live_server, two_variants):
+    page = open_swipe(browser_context, live_server, **DESKTOP)
     voted = shown_pair(page)
     posts = []
 
@@ -174,4 +171,3 @@ def test_a_vote_whose_post_fails_once_is_retried_and_lands(chromium, live_server
     expect(page.get_by_test_id("status")).to_have_text("Your vote is saved.")
     assert votes_by_card() == {voted: True}
     assert len(posts) == 2 and posts[0] == posts[1]
-    page.context.close()
