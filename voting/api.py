@@ -139,7 +139,7 @@ class VoteUndo(VoterView):
 class Leaderboard(APIView):
     @extend_schema(responses={200: LeaderboardOut})
     def get(self, request):
-        rows = selectors.leaderboard_rows()
+        rows = selectors.leaderboard_cached()
         return Response(
             {
                 "confidence": settings.VSEARCH_CONFIDENCE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from statistics import NormalDist
@@ -17,9 +18,11 @@ from matching.models import MatchPair, Pair, Variant
 from voting.models import Vote, Voter
 
 ROTATION_CACHE_KEY = "voting:rotation"
+LEADERBOARD_CACHE_KEY = "voting:leaderboard"
+LEADERBOARD_SECONDS = 5  # the aggregate takes ~0.4 s at 1M votes (docs/BENCHMARKS.md): at most once per 5 s
 COUNTS_CACHE_KEY = "voting:exposure"
 ROTATION_SECONDS = 10  # a variant that becomes ready or is paused joins/leaves within this long
-COUNTS_SECONDS = 5  # exposure counts may lag by this long; weights stay smooth, so balance holds
+COUNTS_SECONDS = 15  # exposure counts may lag by this long; the weights stay smooth, so balance holds
 ATTEMPTS = 6  # random probes before the exhaustive (anti-join) look
 PROBE = 16  # consecutive seq rows read per probe
 
@@ -40,21 +43,31 @@ def rotation() -> list[tuple[int, int]]:
 
 
 def rotation_changed() -> None:
-    cache.delete_many([ROTATION_CACHE_KEY, COUNTS_CACHE_KEY])
+    cache.delete_many([ROTATION_CACHE_KEY, COUNTS_CACHE_KEY, LEADERBOARD_CACHE_KEY])
 
 
 def exposure_counts(variant_ids: list[int]) -> dict[int, int]:
-    """Votes each variant has collected so far (a shared card counts for every variant that made it)."""
-    counts = cache.get(COUNTS_CACHE_KEY)
-    if counts is None or not set(variant_ids) <= set(counts):
-        counts = dict.fromkeys(variant_ids, 0)
-        counts.update(
-            MatchPair.objects.filter(variant_id__in=variant_ids, pair__votes__isnull=False)
-            .values_list("variant_id")
-            .annotate(n=Count("pair__votes"))
-            .values_list("variant_id", "n")
-        )
-        cache.set(COUNTS_CACHE_KEY, counts, COUNTS_SECONDS)
+    """Votes each variant has collected so far (a shared card counts for every variant that made it).
+
+    Stale-while-revalidate: the last counts serve every request; once they are older than
+    COUNTS_SECONDS one process (holding a short cache lock) recounts. The aggregate over all votes
+    never runs on every request, nor in every web worker at once.
+    """
+    cached = cache.get(COUNTS_CACHE_KEY)
+    fresh = cached is not None and time.time() - cached[0] < COUNTS_SECONDS and set(variant_ids) <= set(cached[1])
+    if fresh:
+        return cached[1]
+    if cached is not None and set(variant_ids) <= set(cached[1]) and not cache.add(f"{COUNTS_CACHE_KEY}:lock", 1, 30):
+        return cached[1]  # another process is recounting: the slightly older counts will do
+    counts = dict.fromkeys(variant_ids, 0)
+    counts.update(
+        MatchPair.objects.filter(variant_id__in=variant_ids, pair__votes__isnull=False)
+        .values_list("variant_id")
+        .annotate(n=Count("pair__votes"))
+        .values_list("variant_id", "n")
+    )
+    cache.set(COUNTS_CACHE_KEY, (time.time(), counts), 600)
+    cache.delete(f"{COUNTS_CACHE_KEY}:lock")
     return counts
 
 
@@ -182,6 +195,15 @@ def _vote_totals(group_by: str, **filters) -> list[dict]:
         .annotate(votes=Count("pair__votes"), approvals=Count("pair__votes", filter=Q(pair__votes__dope=True)))
         .order_by()
     )
+
+
+def leaderboard_cached() -> list[LeaderboardRow]:
+    """The leaderboard as the API serves it: recomputed at most every LEADERBOARD_SECONDS."""
+    rows = cache.get(LEADERBOARD_CACHE_KEY)
+    if rows is None:
+        rows = leaderboard_rows()
+        cache.set(LEADERBOARD_CACHE_KEY, rows, LEADERBOARD_SECONDS)
+    return rows
 
 
 def leaderboard_rows() -> list[LeaderboardRow]:

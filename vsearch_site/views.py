@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import cache_control
@@ -34,13 +35,7 @@ def health(request):
         except Exception as exc:
             checks["redis"] = f"error: {exc.__class__.__name__}"
         if settings.VSEARCH_TASKS == "celery" and checks["redis"] == "ok":
-            from vsearch_site.celery import app
-
-            try:
-                replies = app.control.inspect(timeout=1.0).ping() or {}
-            except Exception:
-                replies = {}
-            checks["workers"] = f"{len(replies)} online" if replies else "none online"
+            checks["workers"] = _workers_online()
     else:
         checks["redis"] = "not configured"
         checks["workers"] = f"in-process ({settings.VSEARCH_TASKS})"
@@ -59,3 +54,18 @@ def server_error(request):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Internal error; it has been logged."}, status=500)
     return django_server_error(request)
+
+
+def _workers_online() -> str:
+    """Celery workers answering a ping; cached, since the ping waits a second for replies."""
+    status = cache.get("health:workers")
+    if status is None:
+        from vsearch_site.celery import app
+
+        try:
+            replies = app.control.inspect(timeout=1.0).ping() or {}
+        except Exception:
+            replies = {}
+        status = f"{len(replies)} online" if replies else "none online"
+        cache.set("health:workers", status, 30)
+    return status
