@@ -58,5 +58,9 @@ lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Benchmarks (not tests): prints tables and writes docs/BENCHMARKS.md. BENCH_ARGS=--quick for a short run.
+bench: $(DEV_STAMP)
+	$(PY) -m bench.run_all $(BENCH_ARGS)
+
 clean:
 	rm -rf var .pytest_cache .ruff_cache

@@ -145,9 +145,7 @@ def scenario_votes(visitor: Visitor, rec: Recorder, deadline: float) -> None:
 def load(port: int, scenario, clients: int, duration: float) -> tuple[Recorder, float]:
     recorders = [Recorder() for _ in range(clients)]
     deadline = time.perf_counter() + duration
-    threads = [
-        threading.Thread(target=scenario, args=(Visitor(port), rec, deadline), daemon=True) for rec in recorders
-    ]
+    threads = [threading.Thread(target=scenario, args=(Visitor(port), rec, deadline), daemon=True) for rec in recorders]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -204,22 +202,47 @@ def run_backend(args) -> None:
         if backend == "postgres":
             seed.analyze()
         call_command("collectstatic", interactive=False, verbosity=0)
-        emit(table(["seeded", "rows", "seconds"], [
-            ("items", world.n_items, seconds["items"]), ("pairs", world.n_pairs, seconds["pairs"]),
-            ("match pairs", world.n_match_pairs, seconds["match pairs"]),
-            ("votes", args.votes, seconds["votes + voters"]),
-        ]))
+        emit(
+            table(
+                ["seeded", "rows", "seconds"],
+                [
+                    ("items", world.n_items, seconds["items"]),
+                    ("pairs", world.n_pairs, seconds["pairs"]),
+                    ("match pairs", world.n_match_pairs, seconds["match pairs"]),
+                    ("votes", args.votes, seconds["votes + voters"]),
+                ],
+            )
+        )
         emit(f"\n(setup incl. migrate and collectstatic: {time.perf_counter() - t0:.1f} s)")
 
         port = free_port()
-        env = {**os.environ, **rates, "DJANGO_DEBUG": "0", "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-               "VSEARCH_DATA_DIR": str(data_dir), "VSEARCH_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            **rates,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "VSEARCH_DATA_DIR": str(data_dir),
+            "VSEARCH_LOG_LEVEL": "WARNING",
+        }
         env.pop("VSEARCH_TASKS", None)  # the server picks its own default, as in production
         log = open(data_dir / "gunicorn.log", "wb")  # noqa: SIM115 - closed with the server below
         gunicorn = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "bench.floor_wsgi:application", "-w", str(args.workers),
-             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "bench.floor_wsgi:application",
+                "-w",
+                str(args.workers),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "--timeout",
+                "120",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         wait_ready(port, 60)
         # Warm every worker (imports, first queries) before measuring.
@@ -228,7 +251,7 @@ def run_backend(args) -> None:
         scenarios = [
             ("GET /floor/wsgi (no Django)", scenario_get("/floor/wsgi")),
             ("GET /floor/django (trivial view)", scenario_get("/floor/django")),
-            ("GET /health (DB ping)", scenario_get("/health")),
+            ("GET /health", scenario_get("/health")),
             ("GET /api/pairs/next", scenario_pairs),
             ("vote flow", scenario_votes),
         ]
@@ -239,14 +262,33 @@ def run_backend(args) -> None:
                 for label in sorted(rec.latency):
                     lat = np.array(rec.latency[label])
                     codes = ", ".join(f"{code or 'conn err'}: {n}" for code, n in sorted(rec.status[label].items()))
-                    rows.append((name, clients, label, len(lat), len(lat) / elapsed,
-                                 fmt_seconds(float(np.percentile(lat, 50))), fmt_seconds(float(np.percentile(lat, 99))),
-                                 codes))
+                    rows.append(
+                        (
+                            name,
+                            clients,
+                            label,
+                            len(lat),
+                            len(lat) / elapsed,
+                            fmt_seconds(float(np.percentile(lat, 50))),
+                            fmt_seconds(float(np.percentile(lat, 99))),
+                            codes,
+                        )
+                    )
                     bad = sum(n for code, n in rec.status[label].items() if code >= 500 or code == 0)
                     if bad:
-                        failures.append(f"- {backend} · {name} · {clients} clients · {label}: {bad} failed; first body: "
-                                        f"`{rec.sample_5xx.get(label, b'')[:200]!r}`")
-        emit(f"\ngunicorn -w {args.workers}, {args.duration:g} s per row, the load generator on the same machine\n")
+                        failures.append(
+                            f"- {backend} · {name} · {clients} clients · {label}: {bad} failed; first body: "
+                            f"`{rec.sample_5xx.get(label, b'')[:200]!r}`"
+                        )
+        emit(f"\ngunicorn -w {args.workers}, {args.duration:g} s per row, the load generator on the same machine.")
+        if redis_url:
+            emit(
+                "With REDIS_URL set, /health also pings Redis and asks Celery workers to answer "
+                "(inspect ping, 1 s timeout)."
+            )
+        else:
+            emit("Without REDIS_URL, /health is a database ping.")
+        emit("")
         emit(table(["scenario", "clients", "request", "n", "req/s", "p50", "p99", "status codes"], rows))
         if failures:
             emit(f"\n**5xx or connection errors on {backend}:**\n")
@@ -291,11 +333,18 @@ def query_profile(backend: str) -> None:
 
     def vote():
         token = newcomer.get("/api/pairs/next").json()["token"]
-        return lambda: newcomer.post("/api/votes", json.dumps({"token": token, "verdict": "dope"}),
-                                     content_type="application/json", HTTP_X_CSRFTOKEN=csrf)
+        return lambda: newcomer.post(
+            "/api/votes",
+            json.dumps({"token": token, "verdict": "dope"}),
+            content_type="application/json",
+            HTTP_X_CSRFTOKEN=csrf,
+        )
 
     steps = [  # (name, prepare -> request)
-        ("GET /api/pairs/next, cold cache, new voter", lambda: (cache.clear(), lambda: newcomer.get("/api/pairs/next"))[1]),
+        (
+            "GET /api/pairs/next, cold cache, new voter",
+            lambda: (cache.clear(), lambda: newcomer.get("/api/pairs/next"))[1],
+        ),
         ("GET /api/pairs/next, warm cache", lambda: lambda: newcomer.get("/api/pairs/next")),
         ("GET /api/pairs/next, voter with 100 votes", lambda: lambda: regular.get("/api/pairs/next")),
         ("POST /api/votes", vote),
@@ -310,8 +359,17 @@ def query_profile(backend: str) -> None:
             elapsed = time.perf_counter() - t0
         times = [float(q["time"]) for q in ctx.captured_queries]
         top = max(ctx.captured_queries, key=lambda q: float(q["time"]), default=None)
-        rows.append((name, response.status_code, len(times), fmt_seconds(elapsed), fmt_seconds(sum(times)),
-                     fmt_seconds(max(times, default=0.0)), "`" + (top["sql"][:100] if top else "") + "…`"))
+        rows.append(
+            (
+                name,
+                response.status_code,
+                len(times),
+                fmt_seconds(elapsed),
+                fmt_seconds(sum(times)),
+                fmt_seconds(max(times, default=0.0)),
+                "`" + (top["sql"][:100] if top else "") + "…`",
+            )
+        )
         if top and float(top["time"]) > slowest[0]:
             slowest = (float(top["time"]), name, top["sql"])
     heading(f"{backend}: queries per request (in-process, seeded data)")
@@ -334,11 +392,11 @@ def explain(sql: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100k rows, 2 s per row, 4 clients")
+    parser.add_argument("--quick", action="store_true", help="100k rows, 1 s per row, 4 clients")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--match-pairs", type=int, help="MatchPair rows (default 1,000,000; quick 100,000)")
     parser.add_argument("--votes", type=int, help="Vote rows (default 1,000,000; quick 100,000)")
-    parser.add_argument("--duration", type=float, help="seconds per scenario and client count (default 10; quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per scenario and client count (default 10; quick 1)")
     parser.add_argument("--clients", help="concurrent clients, comma-separated (default 1,8,32; quick 4)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--pg-cache", choices=("redis", "locmem"), default="redis", help="cache beside PostgreSQL")
@@ -347,7 +405,7 @@ def main() -> None:
     q = args.quick
     args.match_pairs = args.match_pairs or (100_000 if q else 1_000_000)
     args.votes = args.votes or (100_000 if q else 1_000_000)
-    args.duration = args.duration or (2.0 if q else 10.0)
+    args.duration = args.duration or (1.0 if q else 10.0)
     args.clients = [int(c) for c in (args.clients or ("4" if q else "1,8,32")).split(",")]
     if args.backend:
         run_backend(args)
@@ -358,8 +416,20 @@ def main() -> None:
             heading("postgres")
             emit(f"Skipped: PostgreSQL at 127.0.0.1:5432 is not reachable ({why}).")
             continue
-        forward = ["--match-pairs", str(args.match_pairs), "--votes", str(args.votes), "--duration", str(args.duration),
-                   "--clients", ",".join(map(str, args.clients)), "--workers", str(args.workers), "--pg-cache", args.pg_cache]
+        forward = [
+            "--match-pairs",
+            str(args.match_pairs),
+            "--votes",
+            str(args.votes),
+            "--duration",
+            str(args.duration),
+            "--clients",
+            ",".join(map(str, args.clients)),
+            "--workers",
+            str(args.workers),
+            "--pg-cache",
+            args.pg_cache,
+        ]
         subprocess.run([sys.executable, "-m", "bench.api", *forward, "--backend", backend], cwd=REPO, check=True)
 
 

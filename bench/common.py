@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -48,7 +50,9 @@ def heading(text: str) -> None:
     emit(f"\n### {text}\n")
 
 
-def rate_loop(step: Callable[[], int], *, min_seconds: float, min_steps: int = 2, max_steps: int = 10_000) -> tuple[float, int]:
+def rate_loop(
+    step: Callable[[], int], *, min_seconds: float, min_steps: int = 2, max_steps: int = 10_000
+) -> tuple[float, int]:
     """Run `step` (returns items done) until both floors are met; (items per second, items)."""
     done = steps = 0
     started = time.perf_counter()
@@ -121,7 +125,10 @@ def machine() -> list[tuple[str, str]]:
     rows = [
         ("CPU", model),
         ("cores (os.cpu_count)", str(os.cpu_count())),
-        ("vector ISA", ", ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags) or "?"),
+        (
+            "vector ISA",
+            ", ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags) or "?",
+        ),
         ("RAM", mem),
         ("Python", platform.python_version()),
         ("numpy", numpy.__version__),
@@ -162,7 +169,10 @@ def django_setup(*, data_dir: Path, database_url: str | None = None, redis_url: 
 
 
 def scratch_dir(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"vsearch-bench-{prefix}-"))
+    """A fresh directory under /tmp for VSEARCH_DATA_DIR, removed when the process exits."""
+    path = Path(tempfile.mkdtemp(prefix=f"vsearch-bench-{prefix}-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def postgres_available() -> str | None:

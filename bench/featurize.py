@@ -1,5 +1,5 @@
 """Featurizer throughput on this CPU: images/s per network, batch size, precision and memory format,
-the share of the machine's matmul peak each reaches, the cost of PNG decoding in a DataLoader, and how
+the share of the machine's dense-math peak each reaches, the cost of PNG decoding in a DataLoader, and how
 far bf16 features drift from fp32 ones (cosine, top-10 neighbours).
 
     .venv/bin/python -m bench.featurize [--quick] [--models vgg16,resnet18,resnet50,colour-histogram]
@@ -23,7 +23,12 @@ from bench.common import django_setup, emit, fmt_seconds, heading, rate_loop, sc
 from bench.data import demo_png_dir
 
 MODELS = ("vgg16", "resnet18", "resnet50", "colour-histogram")
-LAYERS = {"vgg16": ("fc6", "fc7"), "resnet18": ("penultimate",), "resnet50": ("penultimate",), "colour-histogram": ("hsv",)}
+LAYERS = {
+    "vgg16": ("fc6", "fc7"),
+    "resnet18": ("penultimate",),
+    "resnet50": ("penultimate",),
+    "colour-histogram": ("hsv",),
+}
 AGREE_METRICS = ("l1", "l2", "cosine", "hamming")
 AGREE_K = 10
 MIN_OVERLAP = 0.9
@@ -50,24 +55,32 @@ BASELINE = Setting("fp32", False)
 
 
 class Runner:
-    """A featurizer's torchvision extractor prepared for one setting (a copy when the setting changes weights)."""
+    """A featurizer's extractor prepared for one setting; the copies (bf16 weights, channels_last) are shared."""
 
-    def __init__(self, extractor: torch.nn.Module, setting: Setting):
+    def __init__(self, extractor: torch.nn.Module, setting: Setting, copies: dict):
         self.setting = setting
-        model = extractor
-        if setting.precision == "bf16w":
-            model = copy.deepcopy(model).to(torch.bfloat16)
-        if setting.channels_last:
-            model = (copy.deepcopy(model) if model is extractor else model).to(memory_format=torch.channels_last)
-        # A deep-copied fx GraphModule comes back in training mode (BatchNorm would use batch statistics).
-        self.model = model.eval()
+        form = (setting.precision == "bf16w", setting.channels_last)
+        if form not in copies:
+            model = extractor
+            if form != (False, False):
+                model = copy.deepcopy(extractor)
+                if form[0]:
+                    model = model.to(torch.bfloat16)
+                if form[1]:
+                    model = model.to(memory_format=torch.channels_last)
+            # A deep-copied fx GraphModule comes back in training mode (BatchNorm would use batch statistics).
+            copies[form] = model.eval()
+        self.model = copies[form]
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.setting.precision == "bf16w":
             batch = batch.to(torch.bfloat16)
         if self.setting.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.setting.precision == "bf16"):
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.setting.precision == "bf16"),
+        ):
             out = self.model(batch)
         return {layer: value.flatten(1).float() for layer, value in out.items()}
 
@@ -87,20 +100,33 @@ class Pngs(Dataset):
             return self.transform(image.convert("RGB"))
 
 
-def matmul_peak(dtype: torch.dtype, *, n: int, min_seconds: float) -> float:
-    """Best GFLOP/s of an n x n x n torch.mm over repeated calls (2 n^3 FLOPs each)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    torch.mm(a, b)  # first call picks kernels and allocates
-    best = float("inf")
-    started = time.perf_counter()
-    calls = 0
-    while calls < 3 or time.perf_counter() - started < min_seconds:
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-        calls += 1
-    return 2 * n**3 / best / 1e9
+# Two probes of this CPU's dense throughput. torch.mm goes to MKL (which may take a narrower code path on
+# non-Intel CPUs); a 3x3 convolution goes to oneDNN, the library the networks' convolutions actually use.
+PROBES = ("torch.mm 2048³", "conv2d 3×3, 8×256×28×28")
+
+
+def _probe(name: str, dtype: torch.dtype):
+    if name.startswith("torch.mm"):
+        a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
+        return (lambda: torch.mm(a, b)), 2 * 2048**3
+    x, w = torch.randn(8, 256, 28, 28).to(dtype), torch.randn(256, 256, 3, 3).to(dtype)
+    return (lambda: torch.nn.functional.conv2d(x, w, padding=1)), 2 * 8 * 256 * 256 * 9 * 28 * 28
+
+
+def peak_gflops(name: str, dtype: torch.dtype, *, min_seconds: float) -> float:
+    """Best GFLOP/s of one probe over repeated calls."""
+    run, flops = _probe(name, dtype)
+    with torch.inference_mode():
+        run()  # first call picks kernels and allocates
+        best = float("inf")
+        started = time.perf_counter()
+        calls = 0
+        while calls < 3 or time.perf_counter() - started < min_seconds:
+            t0 = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - t0)
+            calls += 1
+    return flops / best / 1e9
 
 
 def flops_per_image(extractor: torch.nn.Module, shape: tuple[int, ...]) -> int:
@@ -156,24 +182,36 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: about half a minute")
     parser.add_argument("--models", help=f"comma-separated, from {','.join(MODELS)}")
     parser.add_argument("--batch-sizes", help="comma-separated (default 1,8,32; quick 1,8)")
-    parser.add_argument("--precisions", help="comma-separated from fp32,bf16,bf16w (default all three; quick fp32,bf16)")
+    parser.add_argument(
+        "--precisions", help="comma-separated from fp32,bf16,bf16w (default all three; quick fp32,bf16)"
+    )
     parser.add_argument("--weights", default="none", help="none (random init, seeded) or imagenet when cached")
-    parser.add_argument("--min-seconds", type=float, help="time each grid cell at least this long (default 2; quick 0.3)")
-    parser.add_argument("--agree-images", type=int, help="images for the bf16-vs-fp32 comparison (default 200; quick 48)")
-    parser.add_argument("--pipeline-images", type=int, help="images through the DataLoader (default 192; quick 32)")
-    parser.add_argument("--pipeline-batch", type=int, help="DataLoader batch size (default 32 as VSEARCH_BATCH_SIZE; quick 8)")
+    parser.add_argument("--min-seconds", type=float, help="seconds per grid cell and round (default 1; quick 0.25)")
+    parser.add_argument("--rounds", type=int, help="interleaved timing rounds, best kept (default 2)")
+    parser.add_argument(
+        "--agree-images", type=int, help="images for the bf16-vs-fp32 comparison (default 200; quick 32)"
+    )
+    parser.add_argument("--pipeline-images", type=int, help="images through the DataLoader (default 128; quick 32)")
+    parser.add_argument(
+        "--pipeline-batch", type=int, help="DataLoader batch size (default 32 as VSEARCH_BATCH_SIZE; quick 8)"
+    )
     args = parser.parse_args()
     q = args.quick
     models = (args.models or ("resnet18,colour-histogram" if q else ",".join(MODELS))).split(",")
     batch_sizes = [int(b) for b in (args.batch_sizes or ("1,8" if q else "1,8,32")).split(",")]
     precisions = (args.precisions or ("fp32,bf16" if q else "fp32,bf16,bf16w")).split(",")
-    min_seconds = args.min_seconds or (0.3 if q else 2.0)
-    n_agree = args.agree_images or (48 if q else 200)
-    n_pipe = args.pipeline_images or (32 if q else 192)
+    min_seconds = args.min_seconds or (0.25 if q else 1.0)
+    rounds = args.rounds or 2
+    n_agree = args.agree_images or (32 if q else 200)
+    n_pipe = args.pipeline_images or (32 if q else 128)
     pipe_batch = args.pipeline_batch or (8 if q else 32)
     unknown = set(models) - set(MODELS)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}")
+    if not set(precisions) <= {"fp32", "bf16", "bf16w"}:
+        parser.error("--precisions takes fp32, bf16, bf16w")
+    if "fp32" not in precisions:
+        precisions.insert(0, "fp32")  # the baseline every other setting is compared with
 
     django_setup(data_dir=scratch_dir("featurize"))
     from matching import featurizers
@@ -181,14 +219,12 @@ def main() -> None:
     settings = [Setting(p, cl) for p in precisions for cl in (False, True)]
     threads = torch.get_num_threads()
 
-    heading(f"Matmul peak of this machine (torch.mm 2048², {threads} threads)")
-    peak = {"fp32": matmul_peak(torch.float32, n=2048, min_seconds=min_seconds * 3)}
-    peak["bf16"] = matmul_peak(torch.bfloat16, n=2048, min_seconds=min_seconds * 3)
-    peak["bf16w"] = peak["bf16"]
-    emit(table(["dtype", "GFLOP/s"], [("fp32", peak["fp32"]), ("bf16", peak["bf16"])]))
+    # Peak before and after the models, the better of the two: a busy moment lowers only one of them.
+    dtypes = (torch.float32, torch.bfloat16)
+    probed = {(p, d): peak_gflops(p, d, min_seconds=min_seconds * 2) for p in PROBES for d in dtypes}
 
     paths = demo_png_dir(max(n_agree, n_pipe, max(batch_sizes)))
-    grid_rows, pipe_rows, agree_rows, advice = [], [], [], []
+    measured, pipe_rows, agree_rows, advice = [], [], [], []
     used_metrics = default_metrics()
 
     for key in models:
@@ -199,32 +235,39 @@ def main() -> None:
         if key == "colour-histogram":
             for bs in batch_sizes:
                 batch = batch_of(tensors, bs)
-                rate, _ = rate_loop(lambda b=batch: len(featurizer.embed_batch(b)["hsv"]), min_seconds=min_seconds)
-                grid_rows.append((key, bs, "fp32 (no network)", rate, fmt_seconds(bs / rate), None, None))
+                rate, _ = rate_loop(lambda b=batch, f=featurizer: len(f.embed_batch(b)["hsv"]), min_seconds=min_seconds)
+                measured.append((key, bs, None, rate, None))
             _pipeline(pipe_rows, key, featurizer.embed_batch, None, transform, paths[:n_pipe], pipe_batch, {})
-            advice.append(f"- **{key}**: no network; the DataLoader's decoding is the whole cost (see the pipeline table).")
+            advice.append(
+                f"- **{key}**: no network; the DataLoader's decoding is the whole cost (see the pipeline table)."
+            )
             continue
 
         extractor = featurizer.extractor
         shape = tuple(tensors.shape[1:])
         flops = flops_per_image(extractor, shape)
-        forward_rate: dict[tuple[Setting, int], float] = {}
-        features: dict[Setting, dict[str, np.ndarray]] = {}
-        agree_batch = tensors[:n_agree]
-        for setting in settings:
-            runner = Runner(extractor, setting)
-            for bs in batch_sizes:
-                batch = batch_of(tensors, bs)
+        copies: dict = {}
+        runners = {setting: Runner(extractor, setting, copies) for setting in settings}
+        batches = {bs: batch_of(tensors, bs) for bs in batch_sizes}
+        for runner in runners.values():
+            for batch in batches.values():
                 runner(batch)  # warm-up: oneDNN picks and caches kernels on the first call per shape
-                rate, _ = rate_loop(lambda b=batch, r=runner: (r(b), len(b))[1], min_seconds=min_seconds)
-                forward_rate[(setting, bs)] = rate
-                gflops = rate * flops / 1e9
-                grid_rows.append(
-                    (key, bs, setting.label, rate, fmt_seconds(bs / rate), gflops, f"{100 * gflops / peak[setting.precision]:.0f}%")
-                )
+        # Rounds interleave the settings and keep each one's best rate, so a burst of load from other
+        # processes penalises no setting in particular.
+        forward_rate: dict[tuple[Setting, int], float] = {}
+        for _ in range(rounds):
+            for bs, batch in batches.items():
+                for setting, runner in runners.items():
+                    rate, _ = rate_loop(lambda b=batch, r=runner: (r(b), len(b))[1], min_seconds=min_seconds)
+                    forward_rate[(setting, bs)] = max(rate, forward_rate.get((setting, bs), 0.0))
+        measured += [
+            (key, bs, setting, forward_rate[(setting, bs)], flops) for bs in batch_sizes for setting in settings
+        ]
+        agree_batch = tensors[:n_agree]
+        features: dict[Setting, dict[str, np.ndarray]] = {}
+        for setting, runner in runners.items():
             chunks = [runner(agree_batch[i : i + 32]) for i in range(0, len(agree_batch), 32)]
             features[setting] = {layer: torch.cat([c[layer] for c in chunks]).numpy() for layer in featurizer.layers}
-            del runner
 
         # Agreement of every setting with fp32 (channels_last alone should agree to float noise).
         worst: dict[Setting, float] = {BASELINE: 1.0}
@@ -239,8 +282,13 @@ def main() -> None:
                 overlaps = {m: neighbour_overlap(base, other, m, AGREE_K) for m in AGREE_METRICS}
                 worst[setting] = min([worst[setting]] + [overlaps[m] for m in metrics])
                 agree_rows.append(
-                    (f"{key}/{layer}", setting.label, float(cos.mean()), float(cos.min()),
-                     *[overlaps[m] for m in AGREE_METRICS])
+                    (
+                        f"{key}/{layer}",
+                        setting.label,
+                        f"{cos.mean():.5f}",
+                        f"{cos.min():.5f}",
+                        *[overlaps[m] for m in AGREE_METRICS],
+                    )
                 )
 
         best_setting, best_bs = max(
@@ -254,23 +302,56 @@ def main() -> None:
             f"{forward_rate[(best_setting, best_bs)]:.1f} img/s vs fp32 {fp32_rate:.1f} img/s "
             f"(×{forward_rate[(best_setting, best_bs)] / fp32_rate:.2f}); worst overlap {worst[best_setting]:.3f}."
         )
-        variants = {BASELINE: Runner(extractor, BASELINE)}
-        if best_setting != BASELINE:
-            variants[best_setting] = Runner(extractor, best_setting)
-        forwards = {s: forward_rate.get((s, pipe_batch)) for s in variants}
-        _pipeline(pipe_rows, key, None, variants, transform, paths[:n_pipe], pipe_batch, forwards)
-        del variants, features
+        chosen = {s: runners[s] for s in (BASELINE, best_setting)}
+        forwards = {s: forward_rate.get((s, pipe_batch)) for s in chosen}
+        _pipeline(pipe_rows, key, None, chosen, transform, paths[:n_pipe], pipe_batch, forwards)
+        del runners, copies, chosen, features
         emit(f"<!-- {key}: {time.perf_counter() - t_model:.1f} s -->")
 
-    heading(f"Forward pass only (preprocessed tensors in memory; weights: {args.weights})")
+    for key_ in probed:
+        probed[key_] = max(probed[key_], peak_gflops(*key_, min_seconds=min_seconds * 2))
+    peak = {d: max(probed[(p, d)] for p in PROBES) for d in dtypes}
+    heading(f"Dense throughput of this machine ({threads} threads, best of a run before and after the models)")
+    emit(table(["probe", "fp32 GFLOP/s", "bf16 GFLOP/s"], [(p, *(probed[(p, d)] for d in dtypes)) for p in PROBES]))
+    emit("\n'of peak' below is against the better probe of the same dtype.")
+    grid_rows = []
+    for key, bs, setting, rate, flops in measured:
+        if setting is None:
+            grid_rows.append((key, bs, "no network", rate, fmt_seconds(bs / rate), None, None))
+            continue
+        gflops = rate * flops / 1e9
+        top = peak[torch.float32 if setting.precision == "fp32" else torch.bfloat16]
+        grid_rows.append((key, bs, setting.label, rate, fmt_seconds(bs / rate), gflops, f"{100 * gflops / top:.0f}%"))
+    heading(
+        f"Forward pass only (preprocessed tensors in memory; weights: {args.weights}; "
+        f"best of {rounds} interleaved rounds)"
+    )
     emit(table(["featurizer", "batch", "setting", "img/s", "per batch", "GFLOP/s", "of peak"], grid_rows))
-    heading(f"End to end: PNG decode + preprocessing in a DataLoader, then the forward ({n_pipe} images, batch {pipe_batch})")
-    emit(table(["featurizer", "setting", "num_workers", "img/s end to end", "decode+preprocess alone img/s",
-                "forward alone img/s"], pipe_rows))
+    heading(
+        f"End to end: PNG decode + preprocessing in a DataLoader, then the forward "
+        f"({n_pipe} images, batch {pipe_batch})"
+    )
+    emit(
+        table(
+            [
+                "featurizer",
+                "setting",
+                "num_workers",
+                "img/s end to end",
+                "decode+preprocess alone img/s",
+                "forward alone img/s",
+            ],
+            pipe_rows,
+        )
+    )
     if agree_rows:
         heading(f"Agreement with fp32 on {n_agree} demo images (top-{AGREE_K} overlap, ties count)")
-        emit(table(["features", "setting", "mean cosine", "min cosine", *[f"top-10 {m}" for m in AGREE_METRICS]],
-                   agree_rows))
+        emit(
+            table(
+                ["features", "setting", "mean cosine", "min cosine", *[f"top-10 {m}" for m in AGREE_METRICS]],
+                agree_rows,
+            )
+        )
     heading("Recommendation")
     emit("\n".join(advice))
 

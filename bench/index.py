@@ -156,9 +156,21 @@ def bench_dataset(data: Dataset, metric: str, *, trees, search_ks, sample: int, 
 
             t_ann, est_ann = timed_all_items(query, n, budget=budget, chunk=500)
             annoy_rows.append(
-                {"data": data.label, "n": n, "dim": data.dim, "metric": metric, "n_trees": n_trees,
-                 "search_k": search_k, "build": build_s, "size": size, "query": t_ann, "est": est_ann,
-                 "recall": recall, "exact": min(t_torch, t_numpy), "real": data.real}
+                {
+                    "data": data.label,
+                    "n": n,
+                    "dim": data.dim,
+                    "metric": metric,
+                    "n_trees": n_trees,
+                    "search_k": search_k,
+                    "build": build_s,
+                    "size": size,
+                    "query": t_ann,
+                    "est": est_ann,
+                    "recall": recall,
+                    "exact": min(t_torch, t_numpy),
+                    "real": data.real,
+                }
             )
         ann.unload()
         path.unlink()
@@ -172,7 +184,9 @@ def main() -> None:
     parser.add_argument("--sizes", help="catalog sizes (default 1000,10000,100000; quick 1000,10000)")
     parser.add_argument("--metrics", default=",".join(METRICS))
     parser.add_argument("--trees", help="n_trees values (default 10,20,50)")
-    parser.add_argument("--search-k", help="search_k values, -1 = Annoy's default n_trees*(k+1) (default -1,2000,10000; quick -1,2000)")
+    parser.add_argument(
+        "--search-k", help="search_k values, -1 = Annoy's default n_trees*(k+1) (default -1,2000,10000; quick -1,2000)"
+    )
     parser.add_argument("--real", type=int, default=1000, help="demo images featurized for the real vectors")
     parser.add_argument("--no-4096", action="store_true", help="skip the 4096-d (VGG-sized) runs of full mode")
     parser.add_argument("--big", action="store_true", help="also 100k x 4096 (1.6 GB of vectors)")
@@ -213,31 +227,73 @@ def main() -> None:
         for data in datasets:
             for metric in metrics:
                 t1 = time.perf_counter()
-                e, a = bench_dataset(data, metric, trees=trees, search_ks=search_ks, sample=sample, budget=budget,
-                                     workdir=Path(tmp))
+                e, a = bench_dataset(
+                    data, metric, trees=trees, search_ks=search_ks, sample=sample, budget=budget, workdir=Path(tmp)
+                )
                 exact_rows.append(e)
                 annoy_rows += a
                 emit(f"<!-- {data.label} n={data.n} {metric}: {time.perf_counter() - t1:.1f} s -->")
 
     heading("Data")
-    emit(table(["vectors", "n", "dim", "share of Hamming bits set (v > 0)"],
-               [(d.label, d.n, d.dim, float((d.vectors > 0).mean())) for d in datasets]))
-    emit("\nResNet-18's penultimate layer follows a ReLU and average pooling: almost every component is "
-         "positive, so its Hamming codes are nearly all ones and distances tie massively. Read Hamming on the "
-         "VGG fc6 and synthetic rows.")
+    emit(
+        table(
+            ["vectors", "n", "dim", "share of Hamming bits set (v > 0)"],
+            [(d.label, d.n, d.dim, float((d.vectors > 0).mean())) for d in datasets],
+        )
+    )
+    emit(
+        "\nResNet-18's penultimate layer follows a ReLU and average pooling: almost every component is "
+        "positive, so its Hamming codes are nearly all ones and distances tie massively. Read Hamming on the "
+        "VGG fc6 and synthetic rows."
+    )
 
     heading(f"Exact top-{K} of every item (est. = extrapolated from the part done in {budget:g} s)")
-    emit(table(["vectors", "n", "dim", "metric", "numpy (matching.index)", "torch (mm / cdist)", "torch speed-up"],
-               [(lbl, n, dim, m, _t(tn, en), _t(tt, et), f"×{tn / tt:.1f}") for lbl, n, dim, m, tn, en, tt, et in exact_rows]))
+    emit(
+        table(
+            ["vectors", "n", "dim", "metric", "numpy (matching.index)", "torch (mm / cdist)", "torch speed-up"],
+            [
+                (lbl, n, dim, m, _t(tn, en), _t(tt, et), f"×{tn / tt:.1f}")
+                for lbl, n, dim, m, tn, en, tt, et in exact_rows
+            ],
+        )
+    )
 
     heading(f"Annoy: build, file size, top-{K} of every item, recall@{K} on {sample} sampled queries")
-    emit(table(
-        ["vectors", "n", "dim", "metric", "n_trees", "build", "file", "search_k", f"all top-{K}", f"recall@{K}",
-         "annoy / exact", "(build + annoy) / exact"],
-        [(r["data"], r["n"], r["dim"], r["metric"], r["n_trees"], fmt_seconds(r["build"]), fmt_bytes(r["size"]),
-          r["search_k"], _t(r["query"], r["est"]), r["recall"], f"{r['query'] / r['exact']:.2f}",
-          f"{(r['build'] + r['query']) / r['exact']:.2f}") for r in annoy_rows],
-    ))
+    emit(
+        table(
+            [
+                "vectors",
+                "n",
+                "dim",
+                "metric",
+                "n_trees",
+                "build",
+                "file",
+                "search_k",
+                f"all top-{K}",
+                f"recall@{K}",
+                "annoy / exact",
+                "(build + annoy) / exact",
+            ],
+            [
+                (
+                    r["data"],
+                    r["n"],
+                    r["dim"],
+                    r["metric"],
+                    r["n_trees"],
+                    fmt_seconds(r["build"]),
+                    fmt_bytes(r["size"]),
+                    r["search_k"],
+                    _t(r["query"], r["est"]),
+                    r["recall"],
+                    f"{r['query'] / r['exact']:.2f}",
+                    f"{(r['build'] + r['query']) / r['exact']:.2f}",
+                )
+                for r in annoy_rows
+            ],
+        )
+    )
     heading("Recommendation")
     emit("\n".join(_advice(annoy_rows, metrics)))
 
@@ -259,24 +315,39 @@ def _advice(rows: list[dict], metrics: list[str]) -> list[str]:
         default = next((r for r in real if r["n_trees"] == 20 and r["search_k"] == -1), None)
         now = f" (current default n_trees=20, search_k=-1: recall {default['recall']:.3f})" if default else ""
         if not ok:
-            lines.append(f"- **{metric}**: no setting tried reaches recall@{K} ≥ {TARGET_RECALL} on real features{now}.")
+            lines.append(
+                f"- **{metric}**: no setting tried reaches recall@{K} ≥ {TARGET_RECALL} on real features{now}."
+            )
             continue
         best = min(ok, key=lambda r: r["build"] + r["query"])
         choice = (best["n_trees"], best["search_k"])
-        line = (f"- **{metric}**: n_trees={choice[0]}, search_k={choice[1]} is the cheapest setting with recall@{K} "
-                f"≥ {TARGET_RECALL} on real features ({best['recall']:.3f} at n={n_real}){now}. ")
-        same = sorted((r for r in rows if r["metric"] == metric and r["dim"] == best["dim"]
-                       and (r["n_trees"], r["search_k"]) == choice), key=lambda r: r["n"])
+        line = (
+            f"- **{metric}**: n_trees={choice[0]}, search_k={choice[1]} is the cheapest setting with recall@{K} "
+            f"≥ {TARGET_RECALL} on real features ({best['recall']:.3f} at n={n_real}){now}. "
+        )
+        same = sorted(
+            (
+                r
+                for r in rows
+                if r["metric"] == metric and r["dim"] == best["dim"] and (r["n_trees"], r["search_k"]) == choice
+            ),
+            key=lambda r: r["n"],
+        )
         faster_exact = [r["n"] for r in same if r["exact"] <= r["build"] + r["query"]]
         slower_exact = [r["n"] for r in same if r["exact"] > r["build"] + r["query"]]
         if slower_exact and faster_exact:
-            line += (f"Exact search (build + queries counted for Annoy) is faster up to n={max(faster_exact):,} and "
-                     f"slower from n={min(slower_exact):,}.")
+            line += (
+                f"Exact search (build + queries counted for Annoy) is faster up to n={max(faster_exact):,} and "
+                f"slower from n={min(slower_exact):,}."
+            )
         elif faster_exact:
             top = same[-1]
             # Exact grows as n², Annoy's build + queries about as n: the ratio falls linearly with n.
             guess = top["n"] * (top["build"] + top["query"]) / top["exact"]
-            line += f"Exact search is faster at every size tried (to n={top['n']:,}); crossover ≈ n={guess:,.0f} (extrapolated)."
+            line += (
+                f"Exact search is faster at every size tried (to n={top['n']:,}); "
+                f"crossover ≈ n={guess:,.0f} (extrapolated)."
+            )
         elif slower_exact:
             line += f"Annoy is faster at every size tried, from n={min(slower_exact):,}."
         recall_big = [f"{r['n']:,}: {r['recall']:.3f}" for r in same if not r["real"]]
@@ -288,8 +359,10 @@ def _advice(rows: list[dict], metrics: list[str]) -> list[str]:
             big_ok = [r for r in synthetic_rows if r["n"] == n_big and r["recall"] >= TARGET_RECALL]
             if big_ok:
                 b = min(big_ok, key=lambda r: r["build"] + r["query"])
-                line += (f" At n={n_big:,} (synthetic) the cheapest setting with recall ≥ {TARGET_RECALL} is "
-                         f"n_trees={b['n_trees']}, search_k={b['search_k']} ({b['recall']:.3f}).")
+                line += (
+                    f" At n={n_big:,} (synthetic) the cheapest setting with recall ≥ {TARGET_RECALL} is "
+                    f"n_trees={b['n_trees']}, search_k={b['search_k']} ({b['recall']:.3f})."
+                )
             else:
                 line += f" At n={n_big:,} (synthetic) no setting tried reaches {TARGET_RECALL}."
         lines.append(line)

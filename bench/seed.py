@@ -85,9 +85,10 @@ class _Writer:
         for row in zip(*columns, strict=True):
             buffer.write("\t".join(r"\N" if v is None else str(v) for v in row))
             buffer.write("\n")
-        with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {self.table} ({','.join(self.columns)}) FROM STDIN"
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {self.table} ({','.join(self.columns)}) FROM STDIN") as copy,
+        ):
             copy.write(buffer.getvalue())
 
 
@@ -153,23 +154,62 @@ def seed_catalog(world: World, media_root: Path) -> dict[str, float]:
     n = world.n_items
     t0 = time.perf_counter()
     with bulk():
-        w = _Writer("matching_item", ("id", "sha256", "image", "category", "attributes", "bbox", "crop_key", "source",
-                                      "width", "height", "created_at"))
+        w = _Writer(
+            "matching_item",
+            (
+                "id",
+                "sha256",
+                "image",
+                "category",
+                "attributes",
+                "bbox",
+                "crop_key",
+                "source",
+                "width",
+                "height",
+                "created_at",
+            ),
+        )
         for start in range(0, n, CHUNK):
             ids = list(range(start + 1, min(n, start + CHUNK) + 1))
-            w.write([ids, [f"{i:064x}" for i in ids], ["items/bench.png"] * len(ids),
-                     [f"category-{i % 10}" for i in ids], ["{}"] * len(ids), [None] * len(ids), [""] * len(ids),
-                     [""] * len(ids), [8] * len(ids), [8] * len(ids),
-                     _timestamps(start, start + len(ids), step_ms=1, sqlite=sqlite)])
+            w.write(
+                [
+                    ids,
+                    [f"{i:064x}" for i in ids],
+                    ["items/bench.png"] * len(ids),
+                    [f"category-{i % 10}" for i in ids],
+                    ["{}"] * len(ids),
+                    [None] * len(ids),
+                    [""] * len(ids),
+                    [""] * len(ids),
+                    [8] * len(ids),
+                    [8] * len(ids),
+                    _timestamps(start, start + len(ids), step_ms=1, sqlite=sqlite),
+                ]
+            )
     seconds["items"] = time.perf_counter() - t0
 
-    fs = FeatureSet.objects.create(featurizer="resnet18", layer="penultimate", weights="none",
-                                   status=FeatureSet.Status.READY, dim=512, n_items=n, path="features/bench.npy")
+    fs = FeatureSet.objects.create(
+        featurizer="resnet18",
+        layer="penultimate",
+        weights="none",
+        status=FeatureSet.Status.READY,
+        dim=512,
+        n_items=n,
+        path="features/bench.npy",
+    )
     ready = timezone.now() - timedelta(days=30)
     variants = [
         Variant.objects.create(
-            name=f"bench-{i} · {metric}", metric=metric, feature_set=None if metric == "random" else fs, k=K,
-            status=Variant.Status.READY, stage=Variant.Stage.READY, progress=1.0, started_at=ready, ready_at=ready,
+            name=f"bench-{i} · {metric}",
+            metric=metric,
+            feature_set=None if metric == "random" else fs,
+            k=K,
+            status=Variant.Status.READY,
+            stage=Variant.Stage.READY,
+            progress=1.0,
+            started_at=ready,
+            ready_at=ready,
             p_at_1=0.1 * (4 - i),
         )
         for i, metric in enumerate(METRICS)
@@ -201,15 +241,17 @@ def seed_catalog(world: World, media_root: Path) -> dict[str, float]:
             for start in range(0, n, per_chunk):
                 q = np.arange(start, min(n, start + per_chunk), dtype=np.int64)
                 rows = len(q) * K
-                w.write([
-                    list(range(next_id, next_id + rows)),
-                    [variant.pk] * rows,
-                    (q[:, None] * n_off + cols[None, :] + 1).ravel().tolist(),
-                    np.repeat(q + 1, K).tolist(),
-                    np.tile(np.arange(K), len(q)).tolist(),
-                    np.tile(np.arange(K) * 0.1 + 1.0, len(q)).tolist(),
-                    (q[:, None] * K + np.arange(K)[None, :]).ravel().tolist(),
-                ])
+                w.write(
+                    [
+                        list(range(next_id, next_id + rows)),
+                        [variant.pk] * rows,
+                        (q[:, None] * n_off + cols[None, :] + 1).ravel().tolist(),
+                        np.repeat(q + 1, K).tolist(),
+                        np.tile(np.arange(K), len(q)).tolist(),
+                        np.tile(np.arange(K) * 0.1 + 1.0, len(q)).tolist(),
+                        (q[:, None] * K + np.arange(K)[None, :]).ravel().tolist(),
+                    ]
+                )
                 next_id += rows
     seconds["match pairs"] = time.perf_counter() - t0
     _reset_sequences()
@@ -228,25 +270,35 @@ def seed_votes(world: World, start: int, stop: int) -> float:
         first, last = -(-start // VOTES_PER_VOTER), -(-stop // VOTES_PER_VOTER)
         for v0 in range(first, last, CHUNK):
             ids = list(range(v0 + 1, min(last, v0 + CHUNK) + 1))
-            voters.write([ids, [f"{i:032x}" for i in ids], [None] * len(ids),
-                          _timestamps(v0, v0 + len(ids), step_ms=60_000, sqlite=sqlite)])
-        votes = _Writer("voting_vote", ("id", "voter_id", "pair_id", "dope", "created_at", "shown_ms", "token_id", "ip"))
+            voters.write(
+                [
+                    ids,
+                    [f"{i:032x}" for i in ids],
+                    [None] * len(ids),
+                    _timestamps(v0, v0 + len(ids), step_ms=60_000, sqlite=sqlite),
+                ]
+            )
+        votes = _Writer(
+            "voting_vote", ("id", "voter_id", "pair_id", "dope", "created_at", "shown_ms", "token_id", "ip")
+        )
         for c0 in range(start, stop, CHUNK):
             i = np.arange(c0, min(stop, c0 + CHUNK), dtype=np.int64)
             voter = i // VOTES_PER_VOTER
             pair = (voter * 7919 + (i % VOTES_PER_VOTER) * world.stride) % world.n_pairs
             rng = np.random.default_rng(c0)
             dope = rng.random(len(i)) < p_dope[pair % n_off]
-            votes.write([
-                (i + 1).tolist(),
-                (voter + 1).tolist(),
-                (pair + 1).tolist(),
-                dope.astype(int).tolist() if sqlite else np.where(dope, "t", "f").tolist(),
-                _timestamps(c0, c0 + len(i), step_ms=500, sqlite=sqlite),
-                (500 + i % 4000).tolist(),
-                [f"bench{x:027x}" for x in i.tolist()],
-                ["127.0.0.1"] * len(i),
-            ])
+            votes.write(
+                [
+                    (i + 1).tolist(),
+                    (voter + 1).tolist(),
+                    (pair + 1).tolist(),
+                    dope.astype(int).tolist() if sqlite else np.where(dope, "t", "f").tolist(),
+                    _timestamps(c0, c0 + len(i), step_ms=500, sqlite=sqlite),
+                    (500 + i % 4000).tolist(),
+                    [f"bench{x:027x}" for x in i.tolist()],
+                    ["127.0.0.1"] * len(i),
+                ]
+            )
     _reset_sequences()
     return time.perf_counter() - t0
 

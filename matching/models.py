@@ -13,7 +13,9 @@ class Item(models.Model):
     image = models.CharField(max_length=255, help_text="Path under MEDIA_ROOT, named by content hash.")
     category = models.CharField(max_length=100, db_index=True)
     attributes = models.JSONField(default=dict, blank=True)
-    bbox = models.JSONField(null=True, blank=True, help_text="[left, top, right, bottom] in pixels, applied before featurizing.")
+    bbox = models.JSONField(
+        null=True, blank=True, help_text="[left, top, right, bottom] in pixels, applied before featurizing."
+    )
     crop_key = models.CharField(max_length=64, default="", blank=True, editable=False)
     source = models.CharField(max_length=500, blank=True)
     width = models.PositiveIntegerField()
@@ -108,7 +110,9 @@ class Variant(models.Model):
 
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True, help_text="Shown on the leaderboard, never to voters.")
-    feature_set = models.ForeignKey(FeatureSet, null=True, blank=True, on_delete=models.PROTECT, related_name="variants")
+    feature_set = models.ForeignKey(
+        FeatureSet, null=True, blank=True, on_delete=models.PROTECT, related_name="variants"
+    )
     metric = models.CharField(max_length=10, choices=Metric.choices)
     n_trees = models.PositiveIntegerField(default=20)
     search_k = models.IntegerField(default=-1, help_text="-1: Annoy's default, n_trees * k.")
@@ -167,6 +171,9 @@ class Pair(models.Model):
             models.CheckConstraint(condition=~Q(query_item=models.F("match_item")), name="pair_not_self"),
         ]
 
+    def __str__(self) -> str:
+        return f"#{self.query_item_id} -> #{self.match_item_id}"
+
 
 class MatchPair(models.Model):
     """Rank `rank` neighbour of a query under one variant. `seq` numbers a variant's rows 0..n-1 for O(1) sampling."""
@@ -184,3 +191,6 @@ class MatchPair(models.Model):
             models.UniqueConstraint(fields=["variant", "pair"], name="matchpair_unique_pair"),
             models.UniqueConstraint(fields=["variant", "seq"], name="matchpair_unique_seq"),
         ]
+
+    def __str__(self) -> str:
+        return f"variant {self.variant_id}: #{self.query_item_id} rank {self.rank}"

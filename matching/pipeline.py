@@ -100,7 +100,9 @@ def feature_set_compute(*, feature_set: FeatureSet, progress=None) -> FeatureSet
         raise BuildError("The uploaded embeddings' files are missing from the media folder: upload them again.")
     rows = list(Item.objects.order_by("id").values_list("id", "image", "bbox"))
     if not rows:
-        raise BuildError("The catalog is empty: import images first (manage.py import_catalog PATH or make_demo_catalog).")
+        raise BuildError(
+            "The catalog is empty: import images first (manage.py import_catalog PATH or make_demo_catalog)."
+        )
     try:
         out, seconds = _embed_all(feature_set, rows, progress)
     except Exception as exc:
@@ -221,7 +223,8 @@ def variant_index(*, variant_id: int) -> None:
             raise BuildError(f"Features {fs} are not ready ({fs.status}): {fs.error or 'build them first'}.")
         relative = index_relative_path(variant)
         target = media_path(relative)
-        if variant.index_path == relative and target.exists() and target.stat().st_mtime >= media_path(fs.path).stat().st_mtime:
+        features_mtime = media_path(fs.path).stat().st_mtime
+        if variant.index_path == relative and target.exists() and target.stat().st_mtime >= features_mtime:
             return
         _, vectors = features_load(fs)
         index.build(index.prepare(vectors, variant.metric), variant.metric, n_trees=variant.n_trees,
@@ -240,11 +243,13 @@ def _query_positions(variant: Variant, n: int) -> np.ndarray:
 
 
 def _catalog_arrays(ids: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
-    """Per position: a group number shared by byte-identical images; and item id -> category code."""
+    """Per position: a group number shared by byte-identical images; and item id -> sha256."""
     rows = dict(Item.objects.filter(id__in=ids.tolist()).values_list("id", "sha256"))
     missing = [int(i) for i in ids if int(i) not in rows]
     if missing:
-        raise BuildError(f"{len(missing)} items were deleted since featurizing (e.g. #{missing[0]}): rebuild the features.")
+        raise BuildError(
+            f"{len(missing)} items were deleted since featurizing (e.g. #{missing[0]}): rebuild the features."
+        )
     codes: dict[str, int] = {}
     groups = np.array([codes.setdefault(rows[int(i)], len(codes)) for i in ids], dtype=np.int64)
     return groups, rows
@@ -281,7 +286,7 @@ def _annoy_finder(variant: Variant, ann):
         want = variant.k + 1
         while True:
             nns, dists = index.annoy_neighbours(ann, position, want, variant.search_k)
-            kept = [(n, d) for n, d in zip(nns, dists) if groups[n] != groups[position]]
+            kept = [(n, d) for n, d in zip(nns, dists, strict=True) if groups[n] != groups[position]]
             if len(kept) >= variant.k or len(nns) < want:
                 return kept[: variant.k]
             want *= 2  # byte-identical copies took places: ask for more
@@ -306,10 +311,8 @@ def _store_pairs(variant: Variant, ids: np.ndarray, found: dict[int, list[tuple[
             [Pair(query_item_id=q, match_item_id=m) for q, m in wanted], ignore_conflicts=True, batch_size=2000
         )
         query_ids = {int(ids[q]) for q in found}
-        pair_ids = {
-            (q, m): pk
-            for pk, q, m in Pair.objects.filter(query_item_id__in=query_ids).values_list("id", "query_item_id", "match_item_id")
-        }
+        stored = Pair.objects.filter(query_item_id__in=query_ids).values_list("id", "query_item_id", "match_item_id")
+        pair_ids = {(q, m): pk for pk, q, m in stored}
         MatchPair.objects.bulk_create(
             [
                 MatchPair(

@@ -29,7 +29,12 @@ ARCHITECTURES: dict[str, dict[str, str]] = {
     "resnet18": {"penultimate": "flatten"},
     "resnet50": {"penultimate": "flatten"},
 }
-DIMS = {("vgg16", "fc6"): 4096, ("vgg16", "fc7"): 4096, ("resnet18", "penultimate"): 512, ("resnet50", "penultimate"): 2048}
+DIMS = {
+    ("vgg16", "fc6"): 4096,
+    ("vgg16", "fc7"): 4096,
+    ("resnet18", "penultimate"): 512,
+    ("resnet50", "penultimate"): 2048,
+}
 
 
 def standard_transform(size: int = 224, resize: int = 256) -> Callable[[Image.Image], torch.Tensor]:

@@ -138,10 +138,12 @@ def test_variants_sharing_a_featurizer_share_one_feature_file(demo_catalog, isol
         "features/colour-histogram/none/hsv.npy",
         "features/colour-histogram/none/ids.npy",
     ]
-    assert written_files(isolated_media, "indexes") == [
-        f"indexes/variant-{l1.pk}.ann", f"indexes/variant-{l1.pk}.json",
-        f"indexes/variant-{cosine.pk}.ann", f"indexes/variant-{cosine.pk}.json",
-    ]
+    assert set(written_files(isolated_media, "indexes")) == {
+        f"indexes/variant-{l1.pk}.ann",
+        f"indexes/variant-{l1.pk}.json",
+        f"indexes/variant-{cosine.pk}.ann",
+        f"indexes/variant-{cosine.pk}.json",
+    }
 
 
 # ---------------------------------------------------------------------------------------- reruns and resumes
@@ -234,12 +236,12 @@ def test_the_random_control_never_pairs_an_item_with_itself_and_scores_near_chan
     assert len(rows) == 200 * K
     assert all(q != m for q, m, *_ in rows)
     assert len({(q, m) for q, m, *_ in rows}) == len(rows)
-    # Chance is 19/199 = 0.095. Measured on this catalog with variant seeds 0-5: P@1 0.055-0.135 (0.135 for
-    # seed 0), P@5 0.077-0.107. The bounds are about three standard deviations of a binomial over 200 (P@1)
-    # and 1000 (P@5) draws.
+    # Chance is 19/199 = 0.095. Measured on this catalog with variant seeds 0-5: P@1 0.055-0.135, P@5
+    # 0.077-0.107. The picks are seeded by item id, and ids differ between databases, so the bounds are four
+    # standard deviations of a binomial over 200 (P@1) and 1000 (P@5) draws.
     chance = 19 / 199
-    assert abs(variant.p_at_1 - chance) < 0.065
-    assert abs(variant.p_at_k - chance) < 0.03
+    assert abs(variant.p_at_1 - chance) < 0.085
+    assert abs(variant.p_at_k - chance) < 0.04
     assert variant.recall_at_k is None
 
 
@@ -403,19 +405,26 @@ def test_a_ready_variant_stores_metrics_that_match_its_pairs(demo_catalog):
     assert variant.build_seconds is not None and variant.build_seconds >= 0
 
 
-def test_evaluate_prints_the_random_control_first(demo_catalog, capsys):
+def test_evaluate_prints_the_random_control_first_then_the_best_p_at_1(demo_catalog, capsys):
     histogram = histogram_variant("l2")
     control = variant_create(metric="random", k=K)
-    assert histogram.p_at_1 > control.p_at_1  # so ordering by P@1 alone would put the control last
+    better = histogram_variant("cosine")
+    # Scores chosen so that ordering by P@1 alone would put the control last.
+    Variant.objects.filter(pk=control.pk).update(p_at_1=0.01)
+    Variant.objects.filter(pk=histogram.pk).update(p_at_1=0.40)
+    Variant.objects.filter(pk=better.pk).update(p_at_1=0.60)
 
     call_command("evaluate")
 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["variant", "status", "items", "P@1"]
-    assert lines[1].startswith("random pairs (control)")
-    assert f"{control.p_at_1:6.1%}" in lines[1]
-    assert lines[2].startswith("colour histogram · l2")
-    assert f"{histogram.p_at_1:6.1%}" in lines[2]
+    assert [line.split("  ")[0] for line in lines[1:]] == [
+        "random pairs (control)",
+        "colour histogram · cosine",
+        "colour histogram · l2",
+    ]
+    assert "  1.0%" in lines[1] and " 60.0%" in lines[2] and " 40.0%" in lines[3]
+    assert f"{len(demo_catalog):>6}" in lines[1]  # queries with stored pairs
 
 
 def test_evaluate_says_what_to_do_without_variants(db, capsys):

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from matching.defaults import FINETUNED_WEIGHTS, default_variants
 from matching.models import Item, Variant
-from matching.services import variant_create, variant_display_name, feature_set_get_or_create
+from matching.services import feature_set_get_or_create, variant_create, variant_display_name
 from matching.storage import media_path
 from matching.tasks import build_chain
 

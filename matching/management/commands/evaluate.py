@@ -19,6 +19,5 @@ class Command(BaseCommand):
         self.stdout.write(f"{'variant':<{width}}  status   items   P@1    P@k  recall@k  build s")
         for r in rows:
             build = "-" if r.build_seconds is None else f"{r.build_seconds:.1f}"
-            self.stdout.write(
-                f"{r.name:<{width}}  {r.status:<7} {r.queries:>6} {pct(r.p_at_1)} {pct(r.p_at_k)}  {pct(r.recall_at_k)}  {build:>7}"
-            )
+            scores = f"{pct(r.p_at_1)} {pct(r.p_at_k)}  {pct(r.recall_at_k)}"
+            self.stdout.write(f"{r.name:<{width}}  {r.status:<7} {r.queries:>6} {scores}  {build:>7}")

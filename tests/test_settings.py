@@ -1,0 +1,174 @@
+"""Settings from the environment: a bad value stops the start with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from vsearch_site.env import database_from_url, env_bool, env_float, env_int, env_list, redis_url_checked
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("mysql://x", "the scheme must be sqlite:// or postgres://, not 'mysql'"),
+        ("localhost:5432/db", "the scheme must be sqlite:// or postgres://"),
+        ("", "not 'empty'"),
+        ("postgres://host/", "it names no database"),
+        ("postgres://host:port/db", "the port is not a number"),
+        ("sqlite://", "use sqlite:////absolute/path/db.sqlite3"),
+        ("sqlite:///", "use sqlite:////absolute/path/db.sqlite3"),
+        ("sqlite://host/db.sqlite3", "use sqlite:////absolute/path/db.sqlite3"),
+    ],
+)
+def test_a_bad_database_url_is_refused_naming_the_variable_and_the_problem(url, reason):
+    with pytest.raises(ImproperlyConfigured) as caught:
+        database_from_url(url)
+
+    assert str(caught.value).startswith(f"DATABASE_URL={url!r} is not a valid database URL")
+    assert reason in str(caught.value)
+
+
+def test_a_postgres_url_becomes_a_django_database_entry():
+    entry = database_from_url("postgres://alice:p%40ss@db.example:6543/vsearch?sslmode=require")
+
+    assert entry["ENGINE"] == "django.db.backends.postgresql"
+    assert (entry["NAME"], entry["USER"], entry["PASSWORD"]) == ("vsearch", "alice", "p@ss")
+    assert (entry["HOST"], entry["PORT"]) == ("db.example", "6543")
+    assert entry["OPTIONS"] == {"sslmode": "require"}
+
+
+def test_sqlite_urls_take_absolute_and_relative_paths():
+    assert database_from_url("sqlite:////var/lib/vsearch/db.sqlite3")["NAME"] == "/var/lib/vsearch/db.sqlite3"
+    assert database_from_url("sqlite:///local.sqlite3")["NAME"] == "local.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://x", "the scheme must be redis://, rediss:// or unix://"),
+        ("redis://", "it names no host"),
+        ("redis://h:port/x", "the port is not a number"),
+        ("redis://h:6379/x", "the database number 'x' is not an integer"),
+    ],
+)
+def test_a_bad_redis_url_is_refused_naming_the_variable_and_the_problem(url, reason):
+    with pytest.raises(ImproperlyConfigured) as caught:
+        redis_url_checked(url)
+
+    assert str(caught.value).startswith(f"REDIS_URL={url!r} is not a valid Redis URL")
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://:secret@cache.example:6380", "unix:///run/redis.sock"]
+)
+def test_good_redis_urls_pass_unchanged(url):
+    assert redis_url_checked(url) == url
+
+
+@pytest.mark.parametrize(("raw", "value"), [("1", True), ("Yes", True), (" on ", True), ("0", False), ("off", False)])
+def test_env_bool_reads_the_usual_spellings(monkeypatch, raw, value):
+    monkeypatch.setenv("VSEARCH_FLAG", raw)
+
+    assert env_bool("VSEARCH_FLAG", default=not value) is value
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "enabled"])
+def test_env_bool_refuses_anything_else_naming_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("VSEARCH_FLAG", raw)
+
+    with pytest.raises(ImproperlyConfigured, match=f"VSEARCH_FLAG={raw!r} is not a boolean: use 1/0, true/false"):
+        env_bool("VSEARCH_FLAG")
+
+
+def test_unset_or_blank_variables_take_the_default(monkeypatch):
+    monkeypatch.delenv("VSEARCH_UNSET", raising=False)
+    monkeypatch.setenv("VSEARCH_BLANK", "  ")
+
+    assert env_bool("VSEARCH_UNSET", True) is True
+    assert env_int("VSEARCH_BLANK", 7) == 7
+    assert env_float("VSEARCH_UNSET", 0.5) == 0.5
+    assert env_list("VSEARCH_BLANK", ["a"]) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("ten", "VSEARCH_N='ten' is not an integer"),
+        ("1.5", "VSEARCH_N='1.5' is not an integer"),
+        ("0", "VSEARCH_N=0 is below the minimum of 1"),
+    ],
+)
+def test_env_int_refuses_non_integers_and_values_below_the_minimum(monkeypatch, raw, message):
+    monkeypatch.setenv("VSEARCH_N", raw)
+
+    with pytest.raises(ImproperlyConfigured, match=message):
+        env_int("VSEARCH_N", 5, minimum=1)
+
+
+def test_env_int_and_env_float_read_good_values(monkeypatch):
+    monkeypatch.setenv("VSEARCH_N", " 42 ")
+    monkeypatch.setenv("VSEARCH_X", "0.75")
+
+    assert env_int("VSEARCH_N", 5, minimum=1) == 42
+    assert env_float("VSEARCH_X", 0.5, minimum=0.5) == 0.75
+    monkeypatch.setenv("VSEARCH_X", "lots")
+    with pytest.raises(ImproperlyConfigured, match="VSEARCH_X='lots' is not a number"):
+        env_float("VSEARCH_X", 0.5)
+
+
+def test_env_list_splits_on_commas_and_drops_blanks(monkeypatch):
+    monkeypatch.setenv("VSEARCH_HOSTS", "a.example, b.example,,")
+
+    assert env_list("VSEARCH_HOSTS", []) == ["a.example", "b.example"]
+
+
+# ---------------------------------------------------------------------------------------- end to end
+
+
+def django_setup_with(tmp_path, **overrides: str) -> subprocess.CompletedProcess:
+    """Start Django in a fresh interpreter with these environment variables."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "VSEARCH_TASKS"}}
+    env.update(DJANGO_SETTINGS_MODULE="vsearch_site.settings", DJANGO_SECRET_KEY="test", VSEARCH_DATA_DIR=str(tmp_path))
+    env.update(overrides)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL='mysql://x' is not a valid database URL"),
+        ("REDIS_URL", "redis://", "REDIS_URL='redis://' is not a valid Redis URL: it names no host"),
+        ("VSEARCH_BATCH_SIZE", "0", "VSEARCH_BATCH_SIZE=0 is below the minimum of 1"),
+        ("VSEARCH_TASKS", "celery", "VSEARCH_TASKS=celery needs REDIS_URL"),
+    ],
+)
+def test_django_refuses_to_start_with_a_bad_variable_and_says_which(tmp_path, variable, value, message):
+    result = django_setup_with(tmp_path, **{variable: value})
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
+def test_django_starts_with_good_variables(tmp_path):
+    result = django_setup_with(
+        tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", REDIS_URL="redis://127.0.0.1:6379/0"
+    )
+
+    assert result.returncode == 0, result.stderr
