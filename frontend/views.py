@@ -51,7 +51,9 @@ def staff(request: HttpRequest) -> HttpResponse:
     """Upload a model (weights or embeddings) and watch every variant's build."""
     error, status = None, 200
     if request.method == "POST":
-        data = UploadIn(data={**request.POST.dict(), "metrics": request.POST.getlist("metrics"), **request.FILES.dict()})
+        data = UploadIn(
+            data={**request.POST.dict(), "metrics": request.POST.getlist("metrics"), **request.FILES.dict()}
+        )
         if not data.is_valid():
             error, status = _first_error(data.errors), 400
         else:

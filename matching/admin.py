@@ -17,8 +17,9 @@ class ItemAdmin(admin.ModelAdmin):
 
     @admin.display(description="image")
     def thumbnail(self, item: Item):
-        return format_html('<img src="{}" alt="" style="height:64px;width:64px;object-fit:contain" loading="lazy">',
-                           item.image_url)
+        return format_html(
+            '<img src="{}" alt="" style="height:64px;width:64px;object-fit:contain" loading="lazy">', item.image_url
+        )
 
 
 @admin.register(FeatureSet)
@@ -61,8 +62,18 @@ class VariantAdmin(admin.ModelAdmin):
     list_display = ["name", "metric", "status", "stage", "progress_pct", "rotation", "p_at_1", "recall_at_k", "error"]
     list_filter = ["status", "rotation", "metric"]
     actions = [pause, retire, resume, rebuild]
-    readonly_fields = ["status", "stage", "progress", "error", "index_path", "p_at_1", "p_at_k", "recall_at_k",
-                       "started_at", "ready_at"]
+    readonly_fields = [
+        "status",
+        "stage",
+        "progress",
+        "error",
+        "index_path",
+        "p_at_1",
+        "p_at_k",
+        "recall_at_k",
+        "started_at",
+        "ready_at",
+    ]
 
     @admin.display(description="progress")
     def progress_pct(self, variant: Variant) -> str:
@@ -70,5 +81,7 @@ class VariantAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "title": "Variants (upload new ones on the staff page)"}
-        messages.info(request, format_html('Upload a new model on the <a href="{}">staff page</a>.', reverse("frontend:staff")))
+        messages.info(
+            request, format_html('Upload a new model on the <a href="{}">staff page</a>.', reverse("frontend:staff"))
+        )
         return super().changelist_view(request, extra_context)

@@ -12,12 +12,12 @@ from rest_framework.views import APIView
 from matching import services
 from matching.models import Variant
 from matching.serializers import RotationIn, UploadIn, VariantOut
+from matching.uploads import UploadError
+from voting.selectors import rotation_changed
 from voting.serializers import ErrorOut
 
 VariantsOut = inline_serializer("VariantsOut", {"variants": VariantOut(many=True)})
 STAFF_ERRORS = {401: ErrorOut, 403: ErrorOut}
-from matching.uploads import UploadError
-from voting.selectors import rotation_changed
 
 
 class StaffView(APIView):
@@ -34,11 +34,18 @@ def upload(data: dict) -> list[Variant]:
     """The one call behind the API and the staff page's form."""
     if data["kind"] == "weights":
         return services.variants_from_weights(
-            name=data["name"], description=data["description"], architecture=data["architecture"],
-            layer=data["layer"], metrics=data["metrics"], upload=data["file"],
+            name=data["name"],
+            description=data["description"],
+            architecture=data["architecture"],
+            layer=data["layer"],
+            metrics=data["metrics"],
+            upload=data["file"],
         )
     return services.variants_from_embeddings(
-        name=data["name"], description=data["description"], metrics=data["metrics"], upload=data["file"],
+        name=data["name"],
+        description=data["description"],
+        metrics=data["metrics"],
+        upload=data["file"],
         ids_upload=data.get("ids_file"),
     )
 

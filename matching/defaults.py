@@ -27,9 +27,18 @@ def default_variants() -> list[dict]:
         {"featurizer": "vgg16", "layer": "fc7", "weights": vgg, "metric": "l2"},
         {"featurizer": "vgg16", "layer": "fc7", "weights": vgg, "metric": "hamming"},
         {"featurizer": "resnet18", "layer": "penultimate", "weights": resnet, "metric": "cosine"},
-        {"featurizer": "finetuned", "layer": "hidden", "weights": FINETUNED_WEIGHTS, "metric": "cosine",
-         "description": "ResNet-18 retrained on the catalog's categories, 256-d feature layer."},
+        {
+            "featurizer": "finetuned",
+            "layer": "hidden",
+            "weights": FINETUNED_WEIGHTS,
+            "metric": "cosine",
+            "description": "ResNet-18 retrained on the catalog's categories, 256-d feature layer.",
+        },
         {"featurizer": "finetuned", "layer": "hidden", "weights": FINETUNED_WEIGHTS, "metric": "hamming"},
-        {"featurizer": "colour-histogram", "layer": "hsv", "metric": "l1",
-         "description": "Classical baseline: HSV colour histogram, no network."},
+        {
+            "featurizer": "colour-histogram",
+            "layer": "hsv",
+            "metric": "l1",
+            "description": "Classical baseline: HSV colour histogram, no network.",
+        },
     ]

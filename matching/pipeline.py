@@ -204,9 +204,7 @@ def variant_featurize(*, variant_id: int) -> None:
     with _step(variant_id, "featurizing") as variant:
         if variant is None or variant.metric == Metric.RANDOM:
             return
-        feature_set_compute(
-            feature_set=variant.feature_set, progress=lambda f: _progress(variant_id, "featurizing", f)
-        )
+        feature_set_compute(feature_set=variant.feature_set, progress=lambda f: _progress(variant_id, "featurizing", f))
 
 
 def index_relative_path(variant: Variant) -> str:
@@ -227,8 +225,13 @@ def variant_index(*, variant_id: int) -> None:
         if variant.index_path == relative and target.exists() and target.stat().st_mtime >= features_mtime:
             return
         _, vectors = features_load(fs)
-        index.build(index.prepare(vectors, variant.metric), variant.metric, n_trees=variant.n_trees,
-                    seed=variant.seed, path=target)
+        index.build(
+            index.prepare(vectors, variant.metric),
+            variant.metric,
+            n_trees=variant.n_trees,
+            seed=variant.seed,
+            path=target,
+        )
         with transaction.atomic():
             # New index, new neighbours: pairs from an older index must not mix with the new ones.
             MatchPair.objects.filter(variant_id=variant_id).delete()
@@ -358,8 +361,14 @@ def variant_evaluate(*, variant_id: int) -> None:
         if variant.metric != Metric.RANDOM:
             recall = _recall(variant, queries, match_ids)
         Variant.objects.filter(pk=variant_id).update(
-            p_at_1=p1, p_at_k=pk, recall_at_k=recall, status=Variant.Status.READY, stage=Variant.Stage.READY,
-            progress=1.0, error="", ready_at=timezone.now(),
+            p_at_1=p1,
+            p_at_k=pk,
+            recall_at_k=recall,
+            status=Variant.Status.READY,
+            stage=Variant.Stage.READY,
+            progress=1.0,
+            error="",
+            ready_at=timezone.now(),
         )
 
 
@@ -388,4 +397,3 @@ def variant_build_inline(*, variant_id: int) -> Variant:
     for step in STEPS:
         step(variant_id=variant_id)
     return Variant.objects.get(pk=variant_id)
-

@@ -10,8 +10,24 @@ class VariantOut(serializers.ModelSerializer):
     class Meta:
         model = Variant
         fields = [
-            "id", "name", "description", "metric", "feature_set", "k", "n_trees", "status", "stage", "progress",
-            "error", "rotation", "p_at_1", "p_at_k", "recall_at_k", "created_at", "ready_at", "build_seconds",
+            "id",
+            "name",
+            "description",
+            "metric",
+            "feature_set",
+            "k",
+            "n_trees",
+            "status",
+            "stage",
+            "progress",
+            "error",
+            "rotation",
+            "p_at_1",
+            "p_at_k",
+            "recall_at_k",
+            "created_at",
+            "ready_at",
+            "build_seconds",
         ]
 
 

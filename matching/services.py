@@ -169,8 +169,15 @@ def variant_create(
         if Variant.objects.filter(name=name).exists():
             raise VariantError(f"A variant named {name!r} already exists.")
         variant = Variant.objects.create(
-            name=name, description=description, feature_set=feature_set, metric=metric,
-            n_trees=n_trees, search_k=search_k, k=k, sample_size=sample_size, seed=seed,
+            name=name,
+            description=description,
+            feature_set=feature_set,
+            metric=metric,
+            n_trees=n_trees,
+            search_k=search_k,
+            k=k,
+            sample_size=sample_size,
+            seed=seed,
         )
     if build:
         # Outside the block: an eager build must not run (and fail) inside the transaction that creates the row.
@@ -254,7 +261,7 @@ def _spooled(upload, suffix: str):
 def _create_variants(names: list[str], metrics: list[str], feature_set: FeatureSet, description: str) -> list[Variant]:
     variants = [
         Variant.objects.create(name=name, description=description, feature_set=feature_set, metric=metric)
-        for name, metric in zip(names, metrics)
+        for name, metric in zip(names, metrics, strict=True)
     ]
     for variant in variants:
         dispatch.enqueue_build(variant.pk)
@@ -282,7 +289,9 @@ def variants_from_weights(
             os.replace(tmp, final)
         try:
             with transaction.atomic():
-                feature_set, _ = FeatureSet.objects.get_or_create(featurizer=architecture, layer=layer, weights=relative)
+                feature_set, _ = FeatureSet.objects.get_or_create(
+                    featurizer=architecture, layer=layer, weights=relative
+                )
                 variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description)
         except BaseException:
             if placed:
@@ -310,16 +319,27 @@ def variants_from_embeddings(
     folder = f"features/embeddings/{sha[:16]}"
     written = []
     try:
-        for relative, array in ((f"{folder}/ids.npy", embeddings.item_ids), (f"{folder}/uploaded.npy", embeddings.vectors)):
+        for relative, array in (
+            (f"{folder}/ids.npy", embeddings.item_ids),
+            (f"{folder}/uploaded.npy", embeddings.vectors),
+        ):
             buffer = io.BytesIO()
             np.save(buffer, array)
             write_atomic(relative, buffer.getvalue())
             written.append(relative)
         with transaction.atomic():
             feature_set, _ = FeatureSet.objects.update_or_create(
-                featurizer="embeddings", layer="uploaded", weights=f"embeddings:{sha}",
-                defaults={"status": FeatureSet.Status.READY, "path": f"{folder}/uploaded.npy", "progress": 1.0,
-                          "dim": embeddings.vectors.shape[1], "n_items": len(embeddings.item_ids), "error": ""},
+                featurizer="embeddings",
+                layer="uploaded",
+                weights=f"embeddings:{sha}",
+                defaults={
+                    "status": FeatureSet.Status.READY,
+                    "path": f"{folder}/uploaded.npy",
+                    "progress": 1.0,
+                    "dim": embeddings.vectors.shape[1],
+                    "n_items": len(embeddings.item_ids),
+                    "error": "",
+                },
             )
             variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description)
     except BaseException:

@@ -93,8 +93,14 @@ def train_featurizer(
 
     normalize = [T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     resize = int(round(input_size * 256 / 224))
-    train_tf = T.Compose([T.PILToTensor(), T.RandomResizedCrop(input_size, scale=(0.6, 1.0), antialias=True),
-                          T.RandomHorizontalFlip(), *normalize])
+    train_tf = T.Compose(
+        [
+            T.PILToTensor(),
+            T.RandomResizedCrop(input_size, scale=(0.6, 1.0), antialias=True),
+            T.RandomHorizontalFlip(),
+            *normalize,
+        ]
+    )
     test_tf = T.Compose([T.PILToTensor(), T.Resize(resize, antialias=True), T.CenterCrop(input_size), *normalize])
     item_rows = [(r[0], r[1], r[2]) for r in rows]
     train_ds = _Labelled(ItemImages([item_rows[i] for i in train_idx], train_tf), labels[train_idx])
@@ -133,8 +139,9 @@ def train_featurizer(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return TrainReport(target, classes, len(train_idx), len(test_idx), accuracy, use_pretrained,
-                       time.perf_counter() - started)
+    return TrainReport(
+        target, classes, len(train_idx), len(test_idx), accuracy, use_pretrained, time.perf_counter() - started
+    )
 
 
 class _Labelled(torch.utils.data.Dataset):

@@ -40,7 +40,9 @@ def check_weights(path: Path, *, filename: str, architecture: str, layer: str) -
         choices = ", ".join(k for k, s in REGISTRY.items() if s.uses_weights)
         raise UploadError(f"Unknown architecture {architecture!r}; choose one of {choices}.")
     if layer not in REGISTRY[architecture].layers:
-        raise UploadError(f"{architecture} has no layer {layer!r}; choose one of {', '.join(REGISTRY[architecture].layers)}.")
+        raise UploadError(
+            f"{architecture} has no layer {layer!r}; choose one of {', '.join(REGISTRY[architecture].layers)}."
+        )
     try:
         if architecture == "finetuned":
             finetuned_featurizer(str(path))
@@ -63,7 +65,9 @@ def read_embeddings(path: Path, *, filename: str, ids_path: Path | None = None, 
         raise UploadError(f"{filename}: embeddings must be .npy (with an id list), .npz or .csv.")
     if suffix == ".npy":
         if ids_path is None:
-            raise UploadError(f"{filename}: a .npy file needs an item-id list beside it (one item id or image hash per line).")
+            raise UploadError(
+                f"{filename}: a .npy file needs an item-id list beside it (one item id or image hash per line)."
+            )
         vectors = _load_npy(path, filename)
         keys = _read_id_list(ids_path, ids_filename or "id list")
     elif suffix == ".npz":
@@ -90,7 +94,8 @@ def _load_npz(path: Path, filename: str) -> tuple[list[str], np.ndarray]:
             key_key = next((k for k in ("item_ids", "ids", "sha256", "hashes") if k in names), None)
             if vector_key is None or key_key is None:
                 raise UploadError(
-                    f"{filename} must hold 'embeddings' (or 'vectors') and 'item_ids' (or 'sha256'); it has {', '.join(sorted(names))}."
+                    f"{filename} must hold 'embeddings' (or 'vectors') and 'item_ids' (or 'sha256'); "
+                    f"it has {', '.join(sorted(names))}."
                 )
             return [str(k) for k in archive[key_key].tolist()], archive[vector_key]
     except UploadError:
@@ -114,7 +119,9 @@ def _load_csv(path: Path, filename: str) -> tuple[list[str], np.ndarray]:
     keys, values = [], []
     for number, row in enumerate(rows, start=1):
         if len(row) != width:
-            raise UploadError(f"{filename}: row {number} has {len(row) - 1} values, the first row {width - 1} (wrong dimension).")
+            raise UploadError(
+                f"{filename}: row {number} has {len(row) - 1} values, the first row {width - 1} (wrong dimension)."
+            )
         keys.append(row[0].strip())
         try:
             values.append([float(v) for v in row[1:]])
@@ -153,7 +160,9 @@ def _resolve(keys: list[str], vectors: np.ndarray, filename: str) -> Embeddings:
         raise UploadError(f"{filename}: at least two items are needed to find matches.")
     bad = ~np.isfinite(vectors).all(axis=1)
     if bad.any():
-        raise UploadError(f"{filename}: {int(bad.sum())} rows contain NaN or Inf (first: row {int(np.argmax(bad)) + 1}).")
+        raise UploadError(
+            f"{filename}: {int(bad.sum())} rows contain NaN or Inf (first: row {int(np.argmax(bad)) + 1})."
+        )
     by_id = {str(pk): pk for pk in Item.objects.values_list("id", flat=True)}
     by_hash: dict[str, int] = {}
     if any(len(k) == 64 for k in keys):

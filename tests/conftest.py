@@ -26,7 +26,10 @@ def isolated_media(settings, tmp_path):
     settings.VSEARCH_ALLOW_DOWNLOADS = False
     settings.CELERY_TASK_ALWAYS_EAGER = True
     # Pages render without a prior collectstatic (production serves the hashed manifest).
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     settings.WHITENOISE_USE_FINDERS = True
     from vsearch_site.celery import app
 

@@ -89,8 +89,12 @@ class PairNext(VoterView):
         card = selectors.pair_next_for(voter=voter)
         if card is None:
             return Response(
-                {"done": True, "votes_cast": votes_cast,
-                 "detail": "You have judged every pair we have. Thank you! See how the models rank on the leaderboard."}
+                {
+                    "done": True,
+                    "votes_cast": votes_cast,
+                    "detail": "You have judged every pair we have. Thank you! "
+                    "See how the models rank on the leaderboard.",
+                }
             )
         return Response(_card_payload(card, voter, votes_cast))
 
@@ -98,7 +102,9 @@ class PairNext(VoterView):
 class VoteCreate(VoterView):
     throttle_classes = [VoterRateThrottle, IPRateThrottle]
 
-    @extend_schema(request=VoteIn, responses={201: VotedOut, 400: ErrorOut, 403: ErrorOut, 409: ErrorOut, 429: ErrorOut})
+    @extend_schema(
+        request=VoteIn, responses={201: VotedOut, 400: ErrorOut, 403: ErrorOut, 409: ErrorOut, 429: ErrorOut}
+    )
     def post(self, request):
         data = VoteIn(data=request.data)
         data.is_valid(raise_exception=True)

@@ -36,7 +36,12 @@ def remember_voter(request, response) -> None:
     voter = getattr(request, "_new_voter", None)
     if voter is not None:
         response.set_signed_cookie(
-            COOKIE, str(voter.uuid), salt=SALT, max_age=MAX_AGE, httponly=True, samesite="Lax",
+            COOKIE,
+            str(voter.uuid),
+            salt=SALT,
+            max_age=MAX_AGE,
+            httponly=True,
+            samesite="Lax",
             secure=request.is_secure(),
         )
 
@@ -48,4 +53,3 @@ def voter_key(request) -> str | None:
         return f"user-{user.pk}"
     raw = request.get_signed_cookie(COOKIE, default=None, salt=SALT, max_age=MAX_AGE)
     return f"voter-{raw}" if raw else None
-

@@ -25,9 +25,14 @@ class Vote(models.Model):
     dope = models.BooleanField(help_text="True: a good match (swiped right).")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     shown_ms = models.PositiveIntegerField(null=True, blank=True, help_text="How long the card was shown.")
-    token_id = models.CharField(max_length=32, unique=True, help_text="Nonce of the served token: a retried POST is a replay.")
+    token_id = models.CharField(
+        max_length=32, unique=True, help_text="Nonce of the served token: a retried POST is a replay."
+    )
     ip = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["voter", "pair"], name="vote_once_per_voter_and_pair")]
         indexes = [models.Index(fields=["pair", "dope"])]
+
+    def __str__(self) -> str:
+        return f"{'dope' if self.dope else 'nope'} by {self.voter} on card {self.pair_id}"

@@ -140,9 +140,11 @@ def _exhaustive(voter: Voter, variant_id: int, rng: random.Random) -> int | None
 
 
 def _card(pair_id: int) -> Card:
-    pair = Pair.objects.select_related("query_item", "match_item").only(
-        "query_item__image", "match_item__image"
-    ).get(pk=pair_id)
+    pair = (
+        Pair.objects.select_related("query_item", "match_item")
+        .only("query_item__image", "match_item__image")
+        .get(pk=pair_id)
+    )
     return Card(pair_id, pair.query_item.image_url, pair.match_item.image_url)
 
 
@@ -266,9 +268,8 @@ def category_rows(*, variant: Variant) -> list[CategoryRow]:
     for row in _vote_totals("query_item__category", variant=variant):
         low, high = wilson(row["approvals"], row["votes"])
         out.append(
-            CategoryRow(row["query_item__category"], row["votes"], row["approvals"],
-                        row["approvals"] / row["votes"], low, high)
+            CategoryRow(
+                row["query_item__category"], row["votes"], row["approvals"], row["approvals"] / row["votes"], low, high
+            )
         )
     return sorted(out, key=lambda r: (-r.approval_rate, r.category))
-
-

@@ -31,7 +31,9 @@ class Recorded:
 VERDICTS = {"dope": True, "nope": False}
 
 
-def vote_record(*, voter: Voter, token: str, verdict: str, shown_ms: int | None = None, ip: str | None = None) -> Recorded:
+def vote_record(
+    *, voter: Voter, token: str, verdict: str, shown_ms: int | None = None, ip: str | None = None
+) -> Recorded:
     """Store one verdict on a served card. Retrying the same token is a replay, not a second vote."""
     if verdict not in VERDICTS:
         raise VoteError("verdict must be 'dope' or 'nope'.", 400)
@@ -47,8 +49,12 @@ def vote_record(*, voter: Voter, token: str, verdict: str, shown_ms: int | None 
     try:
         with transaction.atomic():
             vote = Vote.objects.create(
-                voter=voter, pair_id=served.pair_id, dope=VERDICTS[verdict], shown_ms=min(shown, 2**31 - 1),
-                token_id=served.nonce, ip=ip,
+                voter=voter,
+                pair_id=served.pair_id,
+                dope=VERDICTS[verdict],
+                shown_ms=min(shown, 2**31 - 1),
+                token_id=served.nonce,
+                ip=ip,
             )
     except IntegrityError:
         existing = Vote.objects.filter(voter=voter, pair_id=served.pair_id).first()

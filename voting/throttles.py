@@ -15,7 +15,10 @@ class VoterRateThrottle(SimpleRateThrottle):
 
 
 class IPRateThrottle(SimpleRateThrottle):
-    """Per client IP (X-Forwarded-For is trusted only as far as NUM_PROXIES says), so a cleared cookie does not reset it."""
+    """Per client IP, so a cleared cookie does not reset it.
+
+    X-Forwarded-For is trusted only as far as NUM_PROXIES says: rotating it does not help either.
+    """
 
     scope = "votes_ip"
 

@@ -65,7 +65,9 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
     if scheme == "sqlite":
         path = unquote(parts.path)
         if parts.netloc or not path or path == "/":
-            raise ImproperlyConfigured(f"{problem}: use sqlite:////absolute/path/db.sqlite3 or sqlite:///relative.sqlite3.")
+            raise ImproperlyConfigured(
+                f"{problem}: use sqlite:////absolute/path/db.sqlite3 or sqlite:///relative.sqlite3."
+            )
         name = path[1:]  # sqlite:////abs/db -> /abs/db; sqlite:///rel.db -> rel.db
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": {"timeout": 20}}
     if scheme in {"postgres", "postgresql", "pgsql"}:
@@ -88,7 +90,9 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
         }
-    raise ImproperlyConfigured(f"{problem}: the scheme must be sqlite:// or postgres://, not {parts.scheme or 'empty'!r}.")
+    raise ImproperlyConfigured(
+        f"{problem}: the scheme must be sqlite:// or postgres://, not {parts.scheme or 'empty'!r}."
+    )
 
 
 def redis_url_checked(url: str, *, variable: str = "REDIS_URL") -> str:
@@ -100,7 +104,7 @@ def redis_url_checked(url: str, *, variable: str = "REDIS_URL") -> str:
     if parts.scheme != "unix" and not parts.hostname:
         raise ImproperlyConfigured(f"{problem}: it names no host (redis://127.0.0.1:6379/0).")
     try:
-        parts.port
+        _ = parts.port  # urlsplit parses the port lazily
     except ValueError:
         raise ImproperlyConfigured(f"{problem}: the port is not a number.") from None
     db = parts.path.lstrip("/")

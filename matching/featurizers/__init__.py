@@ -13,16 +13,29 @@ from matching.featurizers.torch_models import torchvision_featurizer
 REGISTRY: dict[str, FeaturizerSpec] = {
     spec.key: spec
     for spec in [
-        FeaturizerSpec("vgg16", "VGG16, fully connected layers", ("fc6", "fc7"), True,
-                       lambda w: torchvision_featurizer("vgg16", w)),
-        FeaturizerSpec("resnet18", "ResNet-18, penultimate layer", ("penultimate",), True,
-                       lambda w: torchvision_featurizer("resnet18", w)),
-        FeaturizerSpec("resnet50", "ResNet-50, penultimate layer", ("penultimate",), True,
-                       lambda w: torchvision_featurizer("resnet50", w)),
-        FeaturizerSpec("finetuned", "ResNet fine-tuned on the catalog's categories", ("hidden",), True,
-                       finetuned_featurizer),
-        FeaturizerSpec("colour-histogram", "HSV colour histogram (no network)", ("hsv",), False,
-                       lambda w: ColourHistogram()),
+        FeaturizerSpec(
+            "vgg16", "VGG16, fully connected layers", ("fc6", "fc7"), True, lambda w: torchvision_featurizer("vgg16", w)
+        ),
+        FeaturizerSpec(
+            "resnet18",
+            "ResNet-18, penultimate layer",
+            ("penultimate",),
+            True,
+            lambda w: torchvision_featurizer("resnet18", w),
+        ),
+        FeaturizerSpec(
+            "resnet50",
+            "ResNet-50, penultimate layer",
+            ("penultimate",),
+            True,
+            lambda w: torchvision_featurizer("resnet50", w),
+        ),
+        FeaturizerSpec(
+            "finetuned", "ResNet fine-tuned on the catalog's categories", ("hidden",), True, finetuned_featurizer
+        ),
+        FeaturizerSpec(
+            "colour-histogram", "HSV colour histogram (no network)", ("hsv",), False, lambda w: ColourHistogram()
+        ),
     ]
 }
 

@@ -148,8 +148,13 @@ def test_bbox_outside_the_image_is_reported_and_skipped(db, tmp_path, isolated_m
 def test_manifest_rows_without_category_or_with_missing_files_are_reported(db, tmp_path):
     write(tmp_path / "ok.png", patterned_png(10))
     (tmp_path / "m.json").write_text(
-        json.dumps([{"path": "ok.png", "category": ""}, {"path": "gone.png", "category": "hat"},
-                    {"path": "ok.png", "category": "hat", "bbox": "1,2,x,4"}])
+        json.dumps(
+            [
+                {"path": "ok.png", "category": ""},
+                {"path": "gone.png", "category": "hat"},
+                {"path": "ok.png", "category": "hat", "bbox": "1,2,x,4"},
+            ]
+        )
     )
 
     report = catalog_import(source=tmp_path / "m.json")
@@ -164,7 +169,9 @@ def test_manifest_rows_without_category_or_with_missing_files_are_reported(db, t
 def test_files_outside_category_folders_are_reported(db, tmp_path):
     write(tmp_path / "d" / "loose.png", patterned_png(11))
 
-    assert catalog_import(source=tmp_path / "d").rejected == [("loose.png", "not inside a category folder (expected CATEGORY/image.jpg)")]
+    assert catalog_import(source=tmp_path / "d").rejected == [
+        ("loose.png", "not inside a category folder (expected CATEGORY/image.jpg)")
+    ]
 
 
 def test_manifest_without_required_columns_is_refused_as_a_whole(db, tmp_path):

@@ -46,8 +46,15 @@ def snapshot(media: Path) -> tuple:
 
 
 def upload(client, **fields):
-    data = {"kind": "weights", "name": "my resnet", "description": "trained on Tuesday", "metrics": ["l2"],
-            "architecture": "resnet18", "layer": "penultimate", **fields}
+    data = {
+        "kind": "weights",
+        "name": "my resnet",
+        "description": "trained on Tuesday",
+        "metrics": ["l2"],
+        "architecture": "resnet18",
+        "layer": "penultimate",
+        **fields,
+    }
     return client.post("/api/variants/upload", data, format="multipart")
 
 
@@ -55,7 +62,9 @@ def weights_file(data: bytes, name: str = "r18.pt") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data, content_type="application/octet-stream")
 
 
-def test_uploaded_weights_become_one_built_variant_per_metric_in_the_rotation(demo_catalog, staff_api, resnet18_weights):
+def test_uploaded_weights_become_one_built_variant_per_metric_in_the_rotation(
+    demo_catalog, staff_api, resnet18_weights
+):
     response = upload(staff_api, metrics=["l2", "hamming"], file=weights_file(resnet18_weights))
 
     assert response.status_code == 201, response.json()
@@ -102,13 +111,22 @@ def test_npy_embeddings_with_an_id_list_and_csv_keyed_by_image_hash_are_accepted
     buffer = io.BytesIO()
     np.save(buffer, vectors)
     ids = "\n".join(str(i.pk) for i in demo_catalog)
-    first = upload(staff_api, kind="embeddings", name="npy model", file=SimpleUploadedFile("e.npy", buffer.getvalue()),
-                   ids_file=SimpleUploadedFile("ids.txt", ids.encode()))
-    rows = "\n".join(f"{i.sha256}," + ",".join(f"{x:.5f}" for x in v) for i, v in zip(demo_catalog, vectors))
+    first = upload(
+        staff_api,
+        kind="embeddings",
+        name="npy model",
+        file=SimpleUploadedFile("e.npy", buffer.getvalue()),
+        ids_file=SimpleUploadedFile("ids.txt", ids.encode()),
+    )
+    rows = "\n".join(
+        f"{i.sha256}," + ",".join(f"{x:.5f}" for x in v) for i, v in zip(demo_catalog, vectors, strict=True)
+    )
     second = upload(staff_api, kind="embeddings", name="csv model", file=SimpleUploadedFile("e.csv", rows.encode()))
 
     assert (first.status_code, second.status_code) == (201, 201), (first.json(), second.json())
-    assert Variant.objects.filter(status=Variant.Status.READY, name__in=["npy model · l2", "csv model · l2"]).count() == 2
+    assert (
+        Variant.objects.filter(status=Variant.Status.READY, name__in=["npy model · l2", "csv model · l2"]).count() == 2
+    )
 
 
 class Exploit:
@@ -125,7 +143,11 @@ def pickled_exploit() -> bytes:
 BAD_WEIGHTS = [
     ("not a loadable file", lambda w: weights_file(b"plain text, not a checkpoint"), "cannot be loaded"),
     ("a pickle that runs code", lambda w: weights_file(pickled_exploit()), "would run code"),
-    ("wrong keys for the architecture", lambda w: weights_file(_saved({"fc.weight": torch.zeros(2, 2)})), "missing keys"),
+    (
+        "wrong keys for the architecture",
+        lambda w: weights_file(_saved({"fc.weight": torch.zeros(2, 2)})),
+        "missing keys",
+    ),
     ("wrong shapes", lambda w: weights_file(_reshaped(w)), "wrong shapes"),
     ("an unsupported file type", lambda w: weights_file(b"x", "model.onnx"), ".pt/.pth"),
 ]
@@ -175,20 +197,50 @@ def _npy(array) -> SimpleUploadedFile:
 
 
 BAD_EMBEDDINGS = [
-    ("wrong row count", lambda items: {"file": embeddings_npz(items, item_ids=np.array([i.pk for i in items[:-1]]))},
-     "wrong row count"),
-    ("unknown item ids", lambda items: {"file": embeddings_npz(items, item_ids=np.arange(10_000, 10_000 + len(items)))},
-     "not in the catalog"),
-    ("wrong dimension", lambda items: {"file": _npy(np.zeros((len(items), 2, 2))),
-                                       "ids_file": SimpleUploadedFile("ids.txt", b"1\n")}, "2-D array"),
-    ("ragged csv rows", lambda items: {"file": SimpleUploadedFile("e.csv", f"{items[0].pk},1,2\n{items[1].pk},1\n".encode())},
-     "wrong dimension"),
-    ("NaN values", lambda items: {"file": embeddings_npz(items, embeddings=np.full((len(items), 3), np.nan))}, "NaN or Inf"),
-    ("Inf values", lambda items: {"file": embeddings_npz(items, embeddings=np.full((len(items), 3), np.inf))}, "NaN or Inf"),
+    (
+        "wrong row count",
+        lambda items: {"file": embeddings_npz(items, item_ids=np.array([i.pk for i in items[:-1]]))},
+        "wrong row count",
+    ),
+    (
+        "unknown item ids",
+        lambda items: {"file": embeddings_npz(items, item_ids=np.arange(10_000, 10_000 + len(items)))},
+        "not in the catalog",
+    ),
+    (
+        "wrong dimension",
+        lambda items: {"file": _npy(np.zeros((len(items), 2, 2))), "ids_file": SimpleUploadedFile("ids.txt", b"1\n")},
+        "2-D array",
+    ),
+    (
+        "ragged csv rows",
+        lambda items: {"file": SimpleUploadedFile("e.csv", f"{items[0].pk},1,2\n{items[1].pk},1\n".encode())},
+        "wrong dimension",
+    ),
+    (
+        "NaN values",
+        lambda items: {"file": embeddings_npz(items, embeddings=np.full((len(items), 3), np.nan))},
+        "NaN or Inf",
+    ),
+    (
+        "Inf values",
+        lambda items: {"file": embeddings_npz(items, embeddings=np.full((len(items), 3), np.inf))},
+        "NaN or Inf",
+    ),
     ("npy without an id list", lambda items: {"file": _npy(np.zeros((3, 3)))}, "needs an item-id list"),
-    ("npz without the arrays", lambda items: {"file": SimpleUploadedFile("e.npz", _npz_bytes(x=np.zeros(3)))}, "must hold"),
-    ("a pickled object array", lambda items: {"file": SimpleUploadedFile("e.npy", _pickled_npy()),
-                                              "ids_file": SimpleUploadedFile("ids.txt", b"1\n")}, "not a plain numeric"),
+    (
+        "npz without the arrays",
+        lambda items: {"file": SimpleUploadedFile("e.npz", _npz_bytes(x=np.zeros(3)))},
+        "must hold",
+    ),
+    (
+        "a pickled object array",
+        lambda items: {
+            "file": SimpleUploadedFile("e.npy", _pickled_npy()),
+            "ids_file": SimpleUploadedFile("ids.txt", b"1\n"),
+        },
+        "not a plain numeric",
+    ),
 ]
 
 

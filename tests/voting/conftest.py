@@ -65,8 +65,11 @@ def add_votes(variant: Variant, dope: int, nope: int) -> None:
     pairs = list(MatchPair.objects.filter(variant=variant).values_list("pair_id", flat=True))
     rows = []
     for i, verdict in enumerate([True] * dope + [False] * nope):
-        rows.append(Vote(voter=Voter.objects.create(), pair_id=pairs[i % len(pairs)], dope=verdict,
-                         token_id=f"t{next(_tokens)}"))
+        rows.append(
+            Vote(
+                voter=Voter.objects.create(), pair_id=pairs[i % len(pairs)], dope=verdict, token_id=f"t{next(_tokens)}"
+            )
+        )
     Vote.objects.bulk_create(rows)
 
 

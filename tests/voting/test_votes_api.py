@@ -146,8 +146,9 @@ def test_rotating_x_forwarded_for_does_not_escape_the_per_ip_limit(variants, mon
         fresh = browser()
         token = next_card(fresh)["token"]
         statuses.append(
-            fresh.post("/api/votes", {"token": token, "verdict": "dope"}, format="json",
-                       HTTP_X_FORWARDED_FOR=f"10.0.0.{i}").status_code
+            fresh.post(
+                "/api/votes", {"token": token, "verdict": "dope"}, format="json", HTTP_X_FORWARDED_FOR=f"10.0.0.{i}"
+            ).status_code
         )
 
     assert statuses == [201, 201, 429, 429]

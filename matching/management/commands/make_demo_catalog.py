@@ -20,8 +20,14 @@ class Command(BaseCommand):
     def handle(self, *args, n: int, seed: int, size: int, **options):
         added = 0
         for i, item in enumerate(
-            tqdm(generate(n, seed, size), total=n, desc="demo catalog", unit="img",
-                 disable=options["verbosity"] == 0, file=self.stderr._out)
+            tqdm(
+                generate(n, seed, size),
+                total=n,
+                desc="demo catalog",
+                unit="img",
+                disable=options["verbosity"] == 0,
+                file=self.stderr._out,
+            )
         ):
             buffer = io.BytesIO()
             item.image.save(buffer, format="PNG", optimize=False)

@@ -26,8 +26,14 @@ class Command(BaseCommand):
 
         try:
             report = train_featurizer(
-                out=o["out"], backbone=o["backbone"], input_size=o["input_size"], hidden_dim=o["hidden_dim"],
-                epochs=o["epochs"], pretrained=o["pretrained"], seed=o["seed"], progress=progress,
+                out=o["out"],
+                backbone=o["backbone"],
+                input_size=o["input_size"],
+                hidden_dim=o["hidden_dim"],
+                epochs=o["epochs"],
+                pretrained=o["pretrained"],
+                seed=o["seed"],
+                progress=progress,
             )
         except (BuildError, WeightsError) as exc:
             raise CommandError(str(exc)) from None
