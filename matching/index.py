@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from annoy import AnnoyIndex
 
 ANNOY_METRIC = {"l1": "manhattan", "l2": "euclidean", "hamming": "hamming", "cosine": "angular"}
@@ -81,11 +82,8 @@ def exact_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np
         # On 0/1 vectors: differing bits = q·(1-v) + (1-q)·v.
         return q @ (1.0 - v).T + (1.0 - q) @ v.T
     if metric == "l1":
-        out = np.empty((len(q), len(v)), dtype=np.float32)
-        step = max(1, 32_000_000 // max(1, v.shape[0] * v.shape[1]))  # keep the broadcast under ~128 MB
-        for start in range(0, len(q), step):
-            out[start : start + step] = np.abs(q[start : start + step, None, :] - v[None, :, :]).sum(-1)
-        return out
+        # torch.cdist is 17-39x faster than a numpy broadcast here (docs/BENCHMARKS.md, index table).
+        return torch.cdist(torch.from_numpy(q), torch.from_numpy(v), p=1).numpy()
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -96,7 +94,15 @@ def exact_neighbours(
 
     Rows with fewer than k allowed neighbours end in -1.
     """
+    return exact_search(vectors, metric, positions, k, exclude)[0]
+
+
+def exact_search(
+    vectors: np.ndarray, metric: str, positions: np.ndarray, k: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(top-k positions, their distances) by brute force; -1 and inf where fewer than k are allowed."""
     result = np.empty((len(positions), k), dtype=np.int64)
+    distances = np.full((len(positions), k), np.inf, dtype=np.float32)
     for start in range(0, len(positions), 256):
         chunk = positions[start : start + 256]
         d = exact_distances(vectors[chunk], vectors, metric)
@@ -111,4 +117,6 @@ def exact_neighbours(
         top[np.isinf(np.take_along_axis(d, top, axis=1))] = -1
         result[start : start + len(chunk), : top.shape[1]] = top
         result[start : start + len(chunk), top.shape[1] :] = -1
-    return result
+        distances[start : start + len(chunk), : top.shape[1]] = np.take_along_axis(d, top.clip(0), axis=1)
+    distances[result < 0] = np.inf
+    return result, distances

@@ -263,15 +263,20 @@ def variant_pairs(*, variant_id: int) -> None:
     with _step(variant_id, "pairs") as variant:
         if variant is None:
             return
+        exact = False
         if variant.metric == Metric.RANDOM:
             ids = np.array(Item.objects.order_by("id").values_list("id", flat=True), dtype=np.int64)
             finder = _random_finder(variant, ids)
         else:
             ids, vectors = features_load(variant.feature_set)
-            ann = index.load(media_path(variant.index_path))
-            finder = _annoy_finder(variant, ann)
+            exact = len(ids) <= settings.VSEARCH_EXACT_MAX_ITEMS
+            if exact:
+                finder = _exact_finder(variant, index.prepare(np.asarray(vectors), variant.metric))
+            else:
+                finder = _annoy_finder(variant, index.load(media_path(variant.index_path)))
         if len(ids) < 2:
             raise BuildError(f"The catalog has {len(ids)} item(s); matching needs at least two.")
+        Variant.objects.filter(pk=variant_id).update(pairs_search="exact" if exact else "annoy")
         groups, _ = _catalog_arrays(ids)
         positions = _query_positions(variant, len(ids))
         done = set(MatchPair.objects.filter(variant_id=variant_id).values_list("query_item_id", flat=True).distinct())
@@ -279,13 +284,15 @@ def variant_pairs(*, variant_id: int) -> None:
         todo = [int(p) for p in positions if int(ids[p]) not in done]
         for start in range(0, len(todo), PAIR_CHUNK):
             chunk = todo[start : start + PAIR_CHUNK]
-            found = {p: finder(p, groups) for p in chunk}
-            _store_pairs(variant, ids, found, order)
+            _store_pairs(variant, ids, finder(chunk, groups), order)
             _progress(variant_id, "pairs", (len(positions) - len(todo) + start + len(chunk)) / len(positions))
 
 
+# A finder maps query positions to their [(neighbour position, distance)], best first.
+
+
 def _annoy_finder(variant: Variant, ann):
-    def find(position: int, groups: np.ndarray) -> list[tuple[int, float]]:
+    def one(position: int, groups: np.ndarray) -> list[tuple[int, float]]:
         want = variant.k + 1
         while True:
             nns, dists = index.annoy_neighbours(ann, position, want, variant.search_k)
@@ -294,17 +301,30 @@ def _annoy_finder(variant: Variant, ann):
                 return kept[: variant.k]
             want *= 2  # byte-identical copies took places: ask for more
 
+    return lambda positions, groups: {p: one(p, groups) for p in positions}
+
+
+def _exact_finder(variant: Variant, prepared: np.ndarray):
+    """Brute force: exact neighbours, and on small catalogs no slower than querying the index."""
+
+    def find(positions: list[int], groups: np.ndarray) -> dict[int, list[tuple[int, float]]]:
+        top, dist = index.exact_search(prepared, variant.metric, np.array(positions), variant.k, exclude=groups)
+        return {
+            p: [(int(n), float(d)) for n, d in zip(top[row], dist[row], strict=True) if n >= 0]
+            for row, p in enumerate(positions)
+        }
+
     return find
 
 
 def _random_finder(variant: Variant, ids: np.ndarray):
-    def find(position: int, groups: np.ndarray) -> list[tuple[int, float]]:
+    def one(position: int, groups: np.ndarray) -> list[tuple[int, float]]:
         rng = np.random.default_rng([variant.seed, int(ids[position])])
         candidates = np.flatnonzero(groups != groups[position])
         picks = rng.choice(candidates, size=min(variant.k, len(candidates)), replace=False)
         return [(int(p), float(rank)) for rank, p in enumerate(picks)]
 
-    return find
+    return lambda positions, groups: {p: one(p, groups) for p in positions}
 
 
 def _store_pairs(variant: Variant, ids: np.ndarray, found: dict[int, list[tuple[int, float]]], order: dict[int, int]):
@@ -335,7 +355,7 @@ def _store_pairs(variant: Variant, ids: np.ndarray, found: dict[int, list[tuple[
 
 
 def variant_evaluate(*, variant_id: int) -> None:
-    """P@1 and P@k against categories; recall@k of the stored pairs against exact search. Then: ready."""
+    """P@1 and P@k of the stored pairs against categories; recall@k of the Annoy index. Then: ready."""
     with _step(variant_id, "evaluating") as variant:
         if variant is None:
             return
@@ -351,15 +371,13 @@ def variant_evaluate(*, variant_id: int) -> None:
         queries = sorted({q for q, *_ in rows})
         qpos = {q: i for i, q in enumerate(queries)}
         matches = np.full((len(queries), variant.k), -1, dtype=np.int64)
-        match_ids = np.full((len(queries), variant.k), -1, dtype=np.int64)
         for q, m, rank, _ in rows:
             matches[qpos[q], rank] = codes[categories[m]]
-            match_ids[qpos[q], rank] = m
         qcats = np.array([codes[categories[q]] for q in queries])
         p1, pk = precision_at(qcats, matches)
         recall = None
         if variant.metric != Metric.RANDOM:
-            recall = _recall(variant, queries, match_ids)
+            recall = _recall(variant, queries)
         Variant.objects.filter(pk=variant_id).update(
             p_at_1=p1,
             p_at_k=pk,
@@ -372,7 +390,12 @@ def variant_evaluate(*, variant_id: int) -> None:
         )
 
 
-def _recall(variant: Variant, queries: list[int], match_ids: np.ndarray) -> float:
+def _recall(variant: Variant, queries: list[int]) -> float:
+    """Annoy's recall@k against exact search with the same metric, on a sample of the queries.
+
+    Measured on the index even when the pairs came from exact search, so the figure always
+    says how good the index is.
+    """
     ids, vectors = features_load(variant.feature_set)
     prepared = index.prepare(np.asarray(vectors), variant.metric)
     position = {int(i): p for p, i in enumerate(ids)}
@@ -380,12 +403,14 @@ def _recall(variant: Variant, queries: list[int], match_ids: np.ndarray) -> floa
     rng = np.random.default_rng(variant.seed)
     chosen = np.sort(rng.choice(len(queries), size=min(EVAL_QUERIES, len(queries)), replace=False))
     qpos = np.array([position[queries[i]] for i in chosen])
-    exact = index.exact_neighbours(prepared, variant.metric, qpos, variant.k, exclude=groups)
+    _, exact_dist = index.exact_search(prepared, variant.metric, qpos, variant.k, exclude=groups)
+    kth = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.inf for row in exact_dist])
+    annoy = _annoy_finder(variant, index.load(media_path(variant.index_path)))(qpos.tolist(), groups)
     distances = index.exact_distances(prepared[qpos], prepared, variant.metric)
-    kth = np.array([distances[r, exact[r][exact[r] >= 0][-1]] for r in range(len(qpos))])
-    found = np.array(
-        [[distances[r, position[int(m)]] if m >= 0 else np.inf for m in match_ids[i]] for r, i in enumerate(chosen)]
-    )
+    found = np.full((len(qpos), variant.k), np.inf)
+    for r, p in enumerate(qpos.tolist()):
+        for j, (n, _) in enumerate(annoy[p]):
+            found[r, j] = distances[r, n]
     return recall_with_ties(found, kth, variant.k)
 
 

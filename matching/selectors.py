@@ -17,6 +17,7 @@ class OfflineRow:
     p_at_1: float | None
     p_at_k: float | None
     recall_at_k: float | None
+    search: str
     build_seconds: float | None
 
 
@@ -27,5 +28,6 @@ def offline_table() -> list[OfflineRow]:
         control=Case(When(metric=Metric.RANDOM, then=Value(0)), default=Value(1), output_field=IntegerField()),
     ).order_by("control", F("p_at_1").desc(nulls_last=True), "name")
     return [
-        OfflineRow(v.name, v.status, v.queries, v.p_at_1, v.p_at_k, v.recall_at_k, v.build_seconds) for v in variants
+        OfflineRow(v.name, v.status, v.queries, v.p_at_1, v.p_at_k, v.recall_at_k, v.pairs_search, v.build_seconds)
+        for v in variants
     ]

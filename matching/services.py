@@ -145,7 +145,7 @@ def variant_create(
     metric: str,
     name: str | None = None,
     description: str = "",
-    n_trees: int = 20,
+    n_trees: int = 50,
     search_k: int = -1,
     k: int = 5,
     sample_size: int | None = None,

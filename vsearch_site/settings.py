@@ -175,6 +175,9 @@ VSEARCH_MAX_UPLOAD_BYTES = env_int("VSEARCH_MAX_UPLOAD_BYTES", 600 * 1024 * 1024
 # Featurization: images per batch, DataLoader workers, and where torchvision keeps weights.
 VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 32, minimum=1)
 VSEARCH_LOADER_WORKERS = env_int("VSEARCH_LOADER_WORKERS", 0, minimum=0)
+# Up to this many items, pairs come from exact brute-force search (perfect recall, about as fast as
+# querying Annoy at this size; docs/BENCHMARKS.md). The Annoy index is built and evaluated either way.
+VSEARCH_EXACT_MAX_ITEMS = env_int("VSEARCH_EXACT_MAX_ITEMS", 5000, minimum=0)
 # Off: a missing pretrained file is a clear error at once instead of a download attempt (tests, air-gapped hosts).
 VSEARCH_ALLOW_DOWNLOADS = env_bool("VSEARCH_ALLOW_DOWNLOADS", True)
 # Voting.

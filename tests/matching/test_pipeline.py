@@ -418,7 +418,7 @@ def test_evaluate_prints_the_random_control_first_then_the_best_p_at_1(demo_cata
 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["variant", "status", "items", "P@1"]
-    assert [line.split("  ")[0] for line in lines[1:]] == [
+    assert [line.split("  ")[0] for line in lines[1:4]] == [
         "random pairs (control)",
         "colour histogram · cosine",
         "colour histogram · l2",
@@ -441,3 +441,35 @@ def test_build_stops_at_a_variant_whose_features_are_not_ready(demo_catalog):
     variant.refresh_from_db()
     assert variant.status == Variant.Status.FAILED
     assert variant.error.startswith("Features colour-histogram/hsv · untrained are not ready (queued)")
+
+
+def stored_neighbours(variant: Variant) -> dict[int, list[int]]:
+    rows = MatchPair.objects.filter(variant=variant).order_by("query_item_id", "rank")
+    out: dict[int, list[int]] = {}
+    for query, match in rows.values_list("query_item_id", "pair__match_item_id"):
+        out.setdefault(query, []).append(match)
+    return out
+
+
+def test_small_catalogs_get_exact_pairs_equal_to_brute_force(demo_catalog):
+    variant = histogram_variant("l1")
+
+    ids, vectors = pipeline.features_load(variant.feature_set)
+    exact = np.asarray(
+        [
+            [int(ids[n]) for n in row]
+            for row in pipeline.index.exact_neighbours(np.asarray(vectors), "l1", np.arange(len(ids)), K)
+        ]
+    )
+    assert variant.pairs_search == "exact"
+    assert stored_neighbours(variant) == {int(q): list(row) for q, row in zip(ids, exact, strict=True)}
+
+
+def test_above_the_exact_threshold_pairs_come_from_annoy_and_recall_measures_the_index(demo_catalog, settings):
+    settings.VSEARCH_EXACT_MAX_ITEMS = 10
+
+    variant = histogram_variant("l2")
+
+    assert variant.pairs_search == "annoy"
+    assert variant.status == Variant.Status.READY and 0.5 <= variant.recall_at_k <= 1.0
+    assert all(len(row) == K for row in stored_neighbours(variant).values())
