@@ -113,7 +113,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longest build seen on the demo catalog is about two minutes; a redelivery must not race it.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("VSEARCH_VISIBILITY_TIMEOUT", 3 * 3600, minimum=60)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("VSEARCH_VISIBILITY_TIMEOUT", 3 * 3600, minimum=5)}
 CELERY_TASK_ALWAYS_EAGER = VSEARCH_TASKS == "eager"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

@@ -2,102 +2,33 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 
 from matching.models import MatchPair, Variant
 from matching.services import variant_create
 from matching.tasks import build_chain
-from tests.conftest import skip_or_fail
+from tests.workers import shared_redis_url, start_worker, stop
 
-ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 120  # seconds; the build itself takes a few, the worker's start (torch import) most of the rest
-
-
-def database_url() -> str:
-    """The URL of the database this test runs in (pytest-django's test_ copy), for the worker."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    host = (db["HOST"] or "") + (f":{db['PORT']}" if db["PORT"] else "")
-    return f"postgres://{credentials}{'@' if credentials else ''}{host}/{quote(db['NAME'])}"
-
-
-def redis_url() -> str:
-    url = os.environ.get("REDIS_URL", "")
-    if not url:
-        skip_or_fail("REDIS_URL is not set: the worker test needs a Redis broker")
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        skip_or_fail(f"Redis at {url} is unreachable ({exc})")
-    return url
 
 
 @pytest.fixture
 def worker(tmp_path):
-    """A Celery worker process on its own queue (other runs may share the Redis), stopped after the test."""
-    if connection.vendor != "postgresql":
-        skip_or_fail(
-            f"the worker test needs PostgreSQL (DATABASE_URL): a worker process cannot see this {connection.vendor} "
-            "test database"
-        )
-    url = redis_url()
+    """A Celery worker process on its own queue, stopped after the test."""
+    url = shared_redis_url()
     queue = f"vsearch-test-{uuid.uuid4().hex[:12]}"
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url(),
-        REDIS_URL=url,
-        VSEARCH_TASKS="celery",
-        VSEARCH_MEDIA_ROOT=str(settings.MEDIA_ROOT),
-        VSEARCH_DATA_DIR=str(tmp_path / "worker-data"),
-        VSEARCH_ALLOW_DOWNLOADS="0",
-        DJANGO_SECRET_KEY="worker-test",
-    )
     log = tmp_path / "worker.log"
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "vsearch_site",
-        "worker",
-        "-P",
-        "solo",
-        "-c",
-        "1",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-Q",
-        queue,
-        "-n",
-        f"{queue}@%h",
-        "-l",
-        "info",
-    ]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    process = start_worker(queue=queue, redis_url=url, log=log)
     try:
         yield queue, process, log
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
         import redis
 
         redis.Redis.from_url(url).delete(queue)  # nothing left queued for a worker that is gone
