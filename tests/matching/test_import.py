@@ -194,3 +194,19 @@ def test_command_prints_a_summary_and_each_skipped_file(db, folder, capsys):
 def test_command_fails_clearly_for_a_missing_path(db, tmp_path):
     with pytest.raises(CommandError, match="does not exist"):
         call_command("import_catalog", str(tmp_path / "nowhere"))
+
+
+def test_make_demo_catalog_imports_every_category_once_and_a_rerun_does_nothing(db, capsys, isolated_media):
+    call_command("make_demo_catalog", n=20, seed=1, size=48, verbosity=0)
+    first = capsys.readouterr().out
+    files = media_files(isolated_media)
+
+    call_command("make_demo_catalog", n=20, seed=1, size=48, verbosity=0)
+
+    assert "20 demo items added" in first
+    assert "already there" in capsys.readouterr().out
+    assert Item.objects.count() == 20 and len(set(Item.objects.values_list("category", flat=True))) == 10
+    assert media_files(isolated_media) == files
+    assert set(Item.objects.values_list("attributes__pattern", flat=True)) <= {
+        "solid", "stripes", "checks", "polka dots", "plaid"
+    }  # fmt: skip

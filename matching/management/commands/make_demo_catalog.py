@@ -6,6 +6,7 @@ from tqdm import tqdm
 
 from matching.catalog import Entry
 from matching.demo_catalog import CATEGORIES, generate
+from matching.models import Item
 from matching.services import item_add
 
 
@@ -18,6 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--size", type=int, default=128, help="image side in pixels")
 
     def handle(self, *args, n: int, seed: int, size: int, **options):
+        if Item.objects.filter(source__startswith=f"demo seed={seed} #").count() >= n:
+            self.stdout.write(f"The demo catalog for seed {seed} is already there ({n} items): nothing to do.")
+            return
         added = 0
         for i, item in enumerate(
             tqdm(
