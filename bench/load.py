@@ -54,6 +54,7 @@ HIGH_RATE = "1000000/s"
 TARGET_VOTES_PER_S = 500.0
 TARGET_P99_S = 0.050
 REPLAY_RATE = 0.01  # share of votes posted a second time with the same token (a client retry)
+LOADGEN, GUNICORN_CPU, OTHER = "load generator (this process)", "gunicorn (master + workers)", "other processes"
 PAIRS, VOTE, REPLAY, PAGE = "GET /api/pairs/next", "POST /api/votes", "POST /api/votes (replay)", "GET /"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 
@@ -244,26 +245,48 @@ def machine_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
-def cpu_rows(before, after, busy_before, busy_after, *, server_pid: int, wall: float) -> list[tuple]:
-    """CPU used during the run by group: load generator, gunicorn, PostgreSQL, Redis, the rest."""
-    groups: Counter = Counter()
+def cpu_used(before, after, busy_before, busy_after, *, server_pid: int, client_s: float, wall: float):
+    """CPU seconds used during the run by group: load generator, gunicorn, PostgreSQL, Redis, the rest."""
+    groups: Counter = Counter({LOADGEN: client_s})
     for pid, (comm, ppid, seconds) in after.items():
         used = seconds - (before[pid][2] if pid in before else 0.0)
         if pid == os.getpid():
             continue  # measured with os.times() instead
         if pid == server_pid or ppid == server_pid:
-            groups["gunicorn (master + workers)"] += used
+            groups[GUNICORN_CPU] += used
         elif comm.startswith("postgres"):
             groups["PostgreSQL"] += used
         elif comm.startswith("redis"):
             groups["Redis"] += used
         else:
-            groups["other processes"] += used
-    cores = os.cpu_count() or 1
+            groups[OTHER] += used
     busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
-    rows = [(name, seconds / wall, f"{100 * seconds / wall / cores:.0f}%") for name, seconds in groups.items()]
-    rows.append(("whole machine (/proc/stat)", busy * cores, f"{100 * busy:.0f}%"))
-    return rows
+    machine = busy * (os.cpu_count() or 1) * wall
+    groups["unattributed (kernel, exited processes)"] = max(0.0, machine - sum(groups.values()))
+    return groups, machine
+
+
+def cpu_report(groups: Counter, machine: float, *, wall: float, votes: int) -> None:
+    cores = os.cpu_count() or 1
+    per_vote = 1000 / max(1, votes)
+    rows = [
+        (name, seconds / wall, f"{100 * seconds / wall / cores:.0f}%", f"{seconds * per_vote:.2f}")
+        for name, seconds in [*groups.items(), ("whole machine (/proc/stat)", machine)]
+    ]
+    heading("CPU during the run")
+    emit(table(["process", "cores busy", "share of machine", "ms CPU per vote (card + vote)"], rows))
+    server = sum(groups[k] for k in (GUNICORN_CPU, "PostgreSQL", "Redis"))
+    emit(
+        f"\n{cores} cores. Server side (gunicorn + PostgreSQL + Redis): {server * per_vote:.2f} ms of CPU per vote, "
+        f"so {TARGET_VOTES_PER_S:.0f} votes/s needs about {server * per_vote * TARGET_VOTES_PER_S / 1000:.1f} cores "
+        "for the server alone at this cost. Processes that exited during the run (recycled workers) count only "
+        "in the unattributed line."
+    )
+    if groups[OTHER] / wall > 0.2:
+        emit(
+            f"\n**Other processes took {groups[OTHER] / wall:.2f} cores during the run: throughput and latency "
+            "above are pessimistic. Rerun on a quiet machine.**"
+        )
 
 
 # ---------------------------------------------------------------------------------------- server
@@ -441,21 +464,10 @@ def run(args) -> bool:
 
         report(args, world, workers, setup_s, rec, t_start, wall, checks)
         client_s = (times_after.user - times_before.user) + (times_after.system - times_before.system)
-        cores = os.cpu_count() or 1
-        heading("CPU during the run (cores busy on average)")
-        rows = [("load generator (this process, os.times)", client_s / wall, f"{100 * client_s / wall / cores:.0f}%")]
-        rows += cpu_rows(procs_before, procs_after, busy_before, busy_after, server_pid=server.pid, wall=wall)
-        emit(table(["process", "cores", "share of machine"], rows))
-        emit(
-            f"\n{cores} cores. Processes that exited during the run (recycled workers) are not counted; "
-            "the whole-machine line is."
+        groups, machine = cpu_used(
+            procs_before, procs_after, busy_before, busy_after, server_pid=server.pid, client_s=client_s, wall=wall
         )
-        other = next((c for name, c, _ in rows if name == "other processes"), 0.0)
-        if other > 0.2:
-            emit(
-                f"\n**Other processes took {other:.2f} cores during the run: the numbers above are low by about "
-                "that much. Rerun on a quiet machine.**"
-            )
+        cpu_report(groups, machine, wall=wall, votes=len(rec.acked))
         if any(not ok for ok, _, _ in checks) or rec.first_bad:
             tail = (data_dir / "gunicorn.log").read_bytes()[-3000:].decode(errors="replace")
             emit("\nFirst failing bodies:\n")

@@ -36,14 +36,19 @@ class Item(models.Model):
         return f"{settings.MEDIA_URL}{self.image}"
 
 
+class BuildStatus(models.TextChoices):
+    """Where a background build stands; shared by feature sets and variants."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+
+
 class FeatureSet(models.Model):
     """Features of every catalog item for one featurizer + layer + weights, shared by all metrics."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        READY = "ready"
-        FAILED = "failed"
+    Status = BuildStatus
 
     featurizer = models.CharField(max_length=50)
     layer = models.CharField(max_length=50)
@@ -89,11 +94,7 @@ class Metric(models.TextChoices):
 class Variant(models.Model):
     """A featurizer x metric x index parameters: the thing voters judge, blind."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        READY = "ready"
-        FAILED = "failed"
+    Status = BuildStatus
 
     class Stage(models.TextChoices):
         QUEUED = "queued"
