@@ -276,7 +276,8 @@ def variant_pairs(*, variant_id: int) -> None:
                 finder = _annoy_finder(variant, index.load(media_path(variant.index_path)))
         if len(ids) < 2:
             raise BuildError(f"The catalog has {len(ids)} item(s); matching needs at least two.")
-        Variant.objects.filter(pk=variant_id).update(pairs_search="exact" if exact else "annoy")
+        search = "" if variant.metric == Metric.RANDOM else ("exact" if exact else "annoy")
+        Variant.objects.filter(pk=variant_id).update(pairs_search=search)
         groups, _ = _catalog_arrays(ids)
         positions = _query_positions(variant, len(ids))
         done = set(MatchPair.objects.filter(variant_id=variant_id).values_list("query_item_id", flat=True).distinct())
