@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_ITEMS ?= 600
 
-.PHONY: setup setup-dev demo serve worker test lint bench clean
+.PHONY: setup setup-dev demo serve worker test lint bench load clean
 
 # Reinstall only when a requirements file changed (the stamp names their hash).
 STAMP = $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
@@ -61,6 +61,11 @@ lint: $(DEV_STAMP)
 # Benchmarks (not tests): prints tables and writes docs/BENCHMARKS.md. BENCH_ARGS=--quick for a short run.
 bench: $(DEV_STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)
+
+# Load test of the production profile (gunicorn, PostgreSQL, Redis on 127.0.0.1): votes/s, latency, exactly-once checks.
+# LOAD_ARGS="--quick" for 10 s; "--workers 3 --clients 16 --duration 60" to try a configuration.
+load: $(DEV_STAMP)
+	$(PY) -m bench.load $(LOAD_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache

@@ -409,12 +409,12 @@ def database_checks(rec: Record, vote_floor: int) -> list[tuple[bool, str, str]]
 
 def run(args) -> bool:
     data_dir = scratch_dir("load")
-    server = None
-    database_url = postgres_create(PG_DATABASE)
-    redis_flush()
+    server = database_url = server_log = None
     os.environ["DJANGO_SECRET_KEY"] = args.secret_key
     os.environ["DJANGO_DEBUG"] = "0"
     try:
+        database_url = postgres_create(PG_DATABASE)
+        redis_flush()
         # Deployed order (make serve): migrate and collectstatic through manage.py, then gunicorn.
         port = free_port()
         env = server_env(args, data_dir, database_url, port)
@@ -477,13 +477,15 @@ def run(args) -> bool:
         return all(ok for ok, _, _ in checks)
     finally:
         stop(server)
+        if server_log is not None:
+            server_log.close()
         try:
             from django.db import connections
 
             connections.close_all()
         except Exception:
             pass
-        if args.keep:
+        if args.keep and database_url:
             emit(f"\nKept the database: {database_url}")
         else:
             postgres_drop(PG_DATABASE)
@@ -592,8 +594,15 @@ def main() -> None:
     if not redis_available():
         sys.exit("bench.load needs Redis at 127.0.0.1:6379.")
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the finally blocks stop gunicorn and drop the database.
+    # SIGINT too, explicitly: a shell starting this in the background would have it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
-    sys.exit(0 if run(args) else 1)
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        passed = run(args)
+    except KeyboardInterrupt:
+        print("\nInterrupted: gunicorn stopped, scratch database dropped, Redis db flushed.", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(0 if passed else 1)
 
 
 if __name__ == "__main__":
