@@ -31,9 +31,11 @@ def isolated_media(settings, tmp_path):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.WHITENOISE_USE_FINDERS = True
+    from voting import selectors
     from vsearch_site.celery import app
 
     app.conf.task_always_eager = True
+    selectors._local.clear()  # the per-process memo of the rotation must not outlive a test
     yield settings.MEDIA_ROOT
 
 

@@ -25,7 +25,7 @@ from voting.serializers import (
     VotedOut,
     VoteIn,
 )
-from voting.throttles import IPRateThrottle, PairRateThrottle, VoterRateThrottle
+from voting.throttles import IPRateThrottle, PairRateThrottle, VoterRateThrottle, check_all
 from voting.tokens import token_issue
 
 
@@ -48,6 +48,13 @@ class VoterView(APIView):
             if reason:
                 raise PermissionDenied(f"CSRF check failed: {reason.rstrip('.')}. Reload the page and try again.")
         super().initial(request, *args, **kwargs)
+
+    def check_throttles(self, request):
+        waits = check_all(self.get_throttles(), request, self)
+        if waits is None:
+            return super().check_throttles(request)
+        if waits:
+            self.throttled(request, max(waits))
 
     def finalize_response(self, request, response, *args, **kwargs):
         remember_voter(request, response)

@@ -19,11 +19,15 @@ def voter_from_request(request, *, create: bool) -> Voter | None:
         return voter
     raw = request.get_signed_cookie(COOKIE, default=None, salt=SALT, max_age=MAX_AGE)
     if raw:
+        pk, _, rest = raw.partition(".")
         try:
+            if rest:  # "pk.uuid", signed by us: the voter needs no query
+                return Voter(pk=int(pk), uuid=uuid.UUID(rest))
             voter = Voter.objects.filter(uuid=uuid.UUID(raw)).first()
         except ValueError:
             voter = None
         if voter is not None:
+            request._new_voter = voter  # an older cookie (uuid only): reissued with the id
             return voter
     if not create:
         return None
@@ -37,7 +41,7 @@ def remember_voter(request, response) -> None:
     if voter is not None:
         response.set_signed_cookie(
             COOKIE,
-            str(voter.uuid),
+            f"{voter.pk}.{voter.uuid}",
             salt=SALT,
             max_age=MAX_AGE,
             httponly=True,

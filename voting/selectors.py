@@ -11,7 +11,7 @@ from statistics import NormalDist
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from matching.models import MatchPair, Pair, Variant
@@ -27,8 +27,20 @@ ATTEMPTS = 6  # random probes before the exhaustive (anti-join) look
 PROBE = 16  # consecutive seq rows read per probe
 
 
+LOCAL_SECONDS = 2.0  # each web process reuses the rotation and exposure counts this long before asking Redis
+_local: dict[str, tuple[float, object]] = {}
+
+
+def _local_get(key: str):
+    hit = _local.get(key)
+    return hit[1] if hit is not None and time.monotonic() - hit[0] < LOCAL_SECONDS else None
+
+
 def rotation() -> list[tuple[int, int]]:
     """(variant id, highest seq) of every ready, active variant with pairs."""
+    rows = _local_get(ROTATION_CACHE_KEY)
+    if rows is not None:
+        return rows
     rows = cache.get(ROTATION_CACHE_KEY)
     if rows is None:
         rows = [
@@ -39,10 +51,12 @@ def rotation() -> list[tuple[int, int]]:
             .values("id", "top")
         ]
         cache.set(ROTATION_CACHE_KEY, rows, ROTATION_SECONDS)
+    _local[ROTATION_CACHE_KEY] = (time.monotonic(), rows)
     return rows
 
 
 def rotation_changed() -> None:
+    _local.clear()
     cache.delete_many([ROTATION_CACHE_KEY, COUNTS_CACHE_KEY, LEADERBOARD_CACHE_KEY])
 
 
@@ -53,9 +67,13 @@ def exposure_counts(variant_ids: list[int]) -> dict[int, int]:
     COUNTS_SECONDS one process (holding a short cache lock) recounts. The aggregate over all votes
     never runs on every request, nor in every web worker at once.
     """
+    local = _local_get(COUNTS_CACHE_KEY)
+    if local is not None and set(variant_ids) <= set(local):
+        return local
     cached = cache.get(COUNTS_CACHE_KEY)
     fresh = cached is not None and time.time() - cached[0] < COUNTS_SECONDS and set(variant_ids) <= set(cached[1])
     if fresh:
+        _local[COUNTS_CACHE_KEY] = (time.monotonic(), cached[1])
         return cached[1]
     if cached is not None and set(variant_ids) <= set(cached[1]) and not cache.add(f"{COUNTS_CACHE_KEY}:lock", 1, 30):
         return cached[1]  # another process is recounting: the slightly older counts will do
@@ -103,27 +121,29 @@ def pair_next_for(*, voter: Voter, rng: random.Random | None = None) -> Card | N
         weights = _weights([counts.get(v, 0) for v, _ in pool])
         index = rng.choices(range(len(pool)), weights=weights)[0]
         variant_id, top = pool[index]
-        pair_id = _probe(voter, variant_id, top, rng) or _exhaustive(voter, variant_id, rng)
+        card = _probe(voter, variant_id, top, rng)
+        if card is not None:
+            return card
+        pair_id = _exhaustive(voter, variant_id, rng)
         if pair_id is not None:
             return _card(pair_id)
         pool.pop(index)  # this voter has judged every card of this variant
     return None
 
 
-def _probe(voter: Voter, variant_id: int, top: int, rng: random.Random) -> int | None:
+def _probe(voter: Voter, variant_id: int, top: int, rng: random.Random) -> Card | None:
+    """Up to PROBE consecutive cards from a random seq, without the voter's votes, images joined: one query."""
     for _ in range(ATTEMPTS):
         start = rng.randint(0, top)
-        candidates = list(
+        fresh = list(
             MatchPair.objects.filter(variant_id=variant_id, seq__gte=start)
+            .exclude(Exists(Vote.objects.filter(voter=voter, pair_id=OuterRef("pair_id"))))
             .order_by("seq")
-            .values_list("pair_id", flat=True)[:PROBE]
+            .values_list("pair_id", "pair__query_item__image", "pair__match_item__image")[:PROBE]
         )
-        if not candidates:
-            continue
-        seen = set(Vote.objects.filter(voter=voter, pair_id__in=candidates).values_list("pair_id", flat=True))
-        fresh = [p for p in candidates if p not in seen]
         if fresh:
-            return rng.choice(fresh)
+            pair_id, query, match = rng.choice(fresh)
+            return Card(pair_id, _image_url(query), _image_url(match))
     return None
 
 
@@ -146,6 +166,10 @@ def _card(pair_id: int) -> Card:
         .get(pk=pair_id)
     )
     return Card(pair_id, pair.query_item.image_url, pair.match_item.image_url)
+
+
+def _image_url(name: str) -> str:
+    return f"{settings.MEDIA_URL}{name}"  # as Item.image_url
 
 
 def card_for(pair_id: int) -> Card:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from matching.models import Pair
@@ -41,13 +42,14 @@ def vote_record(
         served = token_read(token, voter_id=voter.pk)
     except TokenError as exc:
         raise VoteError(str(exc), 400) from None
-    if not Pair.objects.filter(pk=served.pair_id).exists():
-        raise VoteError("This card no longer exists.", 400)
     # The client measures how long the card was on screen; it cannot exceed the time since it was served.
     server_ms = int(served.age_seconds * 1000)
     shown = shown_ms if isinstance(shown_ms, int) and 0 <= shown_ms <= server_ms + 1000 else server_ms
+    # One statement in autocommit: it has committed when it returns (no BEGIN/COMMIT round trips). A card
+    # deleted since it was served fails the foreign key, a second vote the unique constraints: told apart below.
+    # Inside an outer transaction (tests, a caller's atomic block) a savepoint keeps a conflict from breaking it.
     try:
-        with transaction.atomic():
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             vote = Vote.objects.create(
                 voter=voter,
                 pair_id=served.pair_id,
@@ -60,6 +62,10 @@ def vote_record(
         existing = Vote.objects.filter(voter=voter, pair_id=served.pair_id).first()
         if existing is not None and existing.token_id == served.nonce:
             return Recorded(existing, replay=True)
+        if existing is None and not Pair.objects.filter(pk=served.pair_id).exists():
+            raise VoteError("This card no longer exists.", 400) from None
+        if existing is None and not Voter.objects.filter(pk=voter.pk).exists():
+            raise VoteError("Your voter identity is no longer known: reload the page.", 400) from None
         raise VoteError("You have already voted on this pair.", 409) from None
     return Recorded(vote, replay=False)
 

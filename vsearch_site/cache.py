@@ -10,7 +10,7 @@ import logging
 import time
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import ConnectionError, TimeoutError
 
 log = logging.getLogger(__name__)
@@ -18,8 +18,37 @@ ERRORS = (ConnectionError, TimeoutError, OSError)
 RETRY_AFTER = 5.0  # seconds without trying Redis after a failure, so a dead server costs nothing per request
 
 
+class _ReusedClient(RedisCacheClient):
+    """Django builds a redis.Redis per call (~70 µs of CPU with redis-py 8, which copies its response
+    callbacks each time); one client per connection pool is enough."""
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        clients = self.__dict__.setdefault("_clients", {})
+        client = clients.get(id(pool))
+        if client is None:
+            client = clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+    def hit_many(self, windows):
+        """INCR fixed-window counters {key: seconds} and give them their expiry, in one round trip."""
+        pipe = self.get_client(None, write=True).pipeline(transaction=False)
+        for key, seconds in windows.items():
+            pipe.incr(key)
+            pipe.expire(key, seconds, nx=True)
+        return pipe.execute()[::2]
+
+
 class ResilientRedisCache(RedisCache):
     _down_until = 0.0
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = _ReusedClient
+
+    def hit_many(self, windows, version=None):
+        windows = {self.make_and_validate_key(k, version=version): s for k, s in windows.items()}
+        return self._guard(lambda: self._cache.hit_many(windows), [0] * len(windows))
 
     def _guard(self, call, default):
         now = time.monotonic()

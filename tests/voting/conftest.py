@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import types
 
 import pytest
 from django.core.cache import cache
@@ -10,16 +11,25 @@ from rest_framework.test import APIClient
 
 from matching.models import Item, MatchPair, Pair, Variant
 from matching.services import variant_create
+from voting import selectors
 from voting.models import Vote, Voter
 
 _tokens = itertools.count()
 
 
 @pytest.fixture(autouse=True)
+def fixed_throttle_window(monkeypatch):
+    """Throttles count in fixed windows; a test must not straddle a window's end by chance."""
+    monkeypatch.setattr("voting.throttles.time", types.SimpleNamespace(time=lambda: 1_800_000_000.0))
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     cache.clear()  # rotation, exposure counts and throttle history must not leak between tests
+    selectors._local.clear()
     yield
     cache.clear()
+    selectors._local.clear()
 
 
 @pytest.fixture
