@@ -32,6 +32,7 @@ from bench.common import (
     REPO,
     django_setup,
     emit,
+    explain,
     fmt_seconds,
     heading,
     postgres_available,
@@ -377,17 +378,6 @@ def query_profile(backend: str) -> None:
     if slowest[2]:
         emit(f"\nPlan of the slowest query ({fmt_seconds(slowest[0])}, in {slowest[1]}):\n")
         emit("```\n" + slowest[2] + "\n\n" + explain(slowest[2]) + "\n```")
-
-
-def explain(sql: str) -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
-            return "\n".join(r[0] for r in cursor.fetchall())
-        cursor.execute("EXPLAIN QUERY PLAN " + sql)
-        return "\n".join(" ".join(str(c) for c in r) for r in cursor.fetchall())
 
 
 def main() -> None:

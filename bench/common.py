@@ -210,3 +210,15 @@ def redis_available() -> bool:
         return bool(redis.Redis.from_url(REDIS_BENCH_URL, socket_connect_timeout=1).ping())
     except Exception:
         return False
+
+
+def explain(sql: str) -> str:
+    """The query plan, with timings on PostgreSQL (EXPLAIN ANALYZE) and the plan alone on SQLite."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+            return "\n".join(r[0] for r in cursor.fetchall())
+        cursor.execute("EXPLAIN QUERY PLAN " + sql)
+        return "\n".join(" ".join(str(c) for c in r) for r in cursor.fetchall())

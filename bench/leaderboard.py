@@ -18,6 +18,7 @@ from bench.common import (
     REPO,
     django_setup,
     emit,
+    explain,
     fmt_seconds,
     heading,
     median_time,
@@ -138,17 +139,6 @@ def run_backend(args) -> None:
         if database_url:
             postgres_drop(PG_DATABASE)
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def explain(sql: str) -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
-            return "\n".join(r[0] for r in cursor.fetchall())
-        cursor.execute("EXPLAIN QUERY PLAN " + sql)
-        return "\n".join(" ".join(str(c) for c in r) for r in cursor.fetchall())
 
 
 def main() -> None:
