@@ -61,6 +61,7 @@ def enqueue_build(variant_id: int) -> None:
         if mode == "celery":
             _send_to_celery(variant_id)
         else:
+            _futures[:] = [f for f in _futures if not f.done()]  # a long-running server keeps only live ones
             _futures.append(_executor.submit(_run_in_thread, variant_id))
 
     transaction.on_commit(send)

@@ -11,6 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def deploy_check(env: dict) -> subprocess.CompletedProcess:
+    command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
 def test_deploy_check_reports_no_warnings_with_production_settings(tmp_path):
     env = {
         **os.environ,
@@ -20,14 +25,7 @@ def test_deploy_check_reports_no_warnings_with_production_settings(tmp_path):
         "DJANGO_ALLOWED_HOSTS": "vsearch.example.org",
         "VSEARCH_DATA_DIR": str(tmp_path),
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = deploy_check(env)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -36,14 +34,7 @@ def test_deploy_check_reports_no_warnings_with_production_settings(tmp_path):
 def test_deploy_check_warns_when_the_laptop_defaults_are_used(tmp_path):
     env = {**os.environ, "DJANGO_DEBUG": "1", "VSEARCH_DATA_DIR": str(tmp_path)}
     env.pop("VSEARCH_HTTPS", None)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = deploy_check(env)
 
     assert result.returncode != 0
     assert "DEBUG" in result.stderr + result.stdout

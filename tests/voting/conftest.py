@@ -11,7 +11,6 @@ from rest_framework.test import APIClient
 
 from matching.models import Item, MatchPair, Pair, Variant
 from matching.services import variant_create
-from voting import selectors
 from voting.models import Vote, Voter
 
 _tokens = itertools.count()
@@ -26,10 +25,8 @@ def fixed_throttle_window(monkeypatch):
 @pytest.fixture(autouse=True)
 def fresh_cache():
     cache.clear()  # rotation, exposure counts and throttle history must not leak between tests
-    selectors._local.clear()
     yield
     cache.clear()
-    selectors._local.clear()
 
 
 @pytest.fixture

@@ -35,19 +35,8 @@
   // ---------- helpers ----------
 
   async function getJSON(url) {
-    let response;
-    try {
-      response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
-    } catch {
-      return { ok: false, status: 0, data: { detail: "Could not reach the server. Check your connection." } };
-    }
-    let data = null;
-    try {
-      data = await response.json();
-    } catch {
-      data = null;
-    }
-    return { ok: response.ok && !!data, status: response.status, data: data || {} };
+    const result = await window.vsearch.request("GET", url);
+    return { ...result, ok: result.ok && Object.keys(result.data).length > 0 };
   }
 
   function detailOf(result) {

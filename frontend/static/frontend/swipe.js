@@ -71,14 +71,6 @@
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const pairKey = (pair) => `${pair.query.image}\n${pair.match.image}`;
 
-  function csrfToken() {
-    for (const part of document.cookie.split(";")) {
-      const [name, ...rest] = part.trim().split("=");
-      if (name === "csrftoken") return decodeURIComponent(rest.join("="));
-    }
-    return "";
-  }
-
   function retryAfterMs(header) {
     let seconds = DEFAULT_RETRY_AFTER_S;
     if (header) {
@@ -92,30 +84,7 @@
     return Math.round(Math.min(Math.max(seconds, 0.5), MAX_RETRY_AFTER_S) * 1000);
   }
 
-  /** fetch() that never throws: {ok, status, data, retryAfter}; status 0 means no answer. */
-  async function request(method, url, body) {
-    const headers = { Accept: "application/json" };
-    const init = { method, headers, credentials: "same-origin", cache: "no-store" };
-    if (method !== "GET") {
-      headers["Content-Type"] = "application/json";
-      headers["X-CSRFToken"] = csrfToken();
-      init.body = JSON.stringify(body || {});
-    }
-    let response;
-    try {
-      response = await fetch(url, init);
-    } catch {
-      return { ok: false, status: 0, data: { detail: "Could not reach the server. Check your connection." } };
-    }
-    let data = null;
-    try {
-      data = await response.json();
-    } catch {
-      data = null;
-    }
-    if (!data || typeof data !== "object") data = {};
-    return { ok: response.ok, status: response.status, data, retryAfter: response.headers.get("Retry-After") };
-  }
+  const request = window.vsearch.request;
 
   function detailOf(result, fallback) {
     const detail = result.data && result.data.detail;
