@@ -413,7 +413,7 @@ def run(args) -> bool:
     os.environ["DJANGO_SECRET_KEY"] = args.secret_key
     os.environ["DJANGO_DEBUG"] = "0"
     try:
-        database_url = postgres_create(PG_DATABASE)
+        database_url = postgres_create(PG_DATABASE) + (f"?{args.db_options}" if args.db_options else "")
         redis_flush()
         # Deployed order (make serve): migrate and collectstatic through manage.py, then gunicorn.
         port = free_port()
@@ -579,6 +579,9 @@ def main() -> None:
     parser.add_argument("--votes", type=int, help="earlier votes to seed (default 100,000; quick 10,000)")
     parser.add_argument("--grace", type=float, default=10.0, help="per-request timeout and hard stop after duration")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the verdicts and replays")
+    parser.add_argument(
+        "--db-options", default="", help="query options for DATABASE_URL, e.g. server_side_binding=false"
+    )
     parser.add_argument("--keep", action="store_true", help=f"keep the scratch database {PG_DATABASE}")
     args = parser.parse_args()
     q = args.quick

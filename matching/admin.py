@@ -68,6 +68,8 @@ class VariantAdmin(admin.ModelAdmin):
         "progress",
         "error",
         "index_path",
+        "pairs_search",
+        "search_k_used",
         "p_at_1",
         "p_at_k",
         "recall_at_k",

@@ -1,4 +1,4 @@
-"""Nearest-neighbour search: Annoy indexes on disk (memory-mapped, cached per process) and exact numpy search.
+"""Nearest-neighbour search: Annoy indexes on disk (memory-mapped, cached per process) and exact search in torch.
 
 No database here: vectors in, neighbour positions out.
 """
@@ -8,11 +8,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from annoy import AnnoyIndex
+from django.conf import settings
 
 ANNOY_METRIC = {"l1": "manhattan", "l2": "euclidean", "hamming": "hamming", "cosine": "angular"}
 
@@ -68,23 +70,45 @@ def annoy_neighbours(index: AnnoyIndex, position: int, count: int, search_k: int
 
 
 def exact_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """Brute force, the same distances Annoy reports (cosine as Annoy's sqrt(2 - 2 cos))."""
-    q = queries.astype(np.float32)
-    v = vectors.astype(np.float32)
-    if metric == "l2":
-        d2 = (q * q).sum(1)[:, None] + (v * v).sum(1)[None, :] - 2.0 * q @ v.T
-        return np.sqrt(np.maximum(d2, 0.0))
-    if metric == "cosine":
-        qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        vn = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        return np.sqrt(np.maximum(2.0 - 2.0 * (qn @ vn.T), 0.0))
-    if metric == "hamming":
-        # On 0/1 vectors: differing bits = q·(1-v) + (1-q)·v.
-        return q @ (1.0 - v).T + (1.0 - q) @ v.T
-    if metric == "l1":
-        # torch.cdist is 17-39x faster than a numpy broadcast here (docs/BENCHMARKS.md, index table).
-        return torch.cdist(torch.from_numpy(q), torch.from_numpy(v), p=1).numpy()
+    """Brute force, the same distances Annoy reports (cosine as Annoy's sqrt(2 - 2 cos)).
+
+    In torch: its matrix multiply was 1.3-2.5x faster than numpy's here, and torch.cdist is the only
+    fast L1 (docs/BENCHMARKS.md, index).
+    """
+    q, v = _tensor(queries), _tensor(vectors)
+    with torch.inference_mode():
+        if metric == "l2":
+            d2 = (q * q).sum(1)[:, None] + (v * v).sum(1)[None, :] - 2.0 * (q @ v.T)
+            return d2.clamp_(min=0.0).sqrt_().numpy()
+        if metric == "cosine":
+            qn = q / q.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            vn = v / v.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            return (2.0 - 2.0 * (qn @ vn.T)).clamp_(min=0.0).sqrt_().numpy()
+        if metric == "hamming":
+            # On 0/1 vectors: differing bits = q·(1-v) + (1-q)·v = |q| + |v| - 2 q·v.
+            return (q.sum(1)[:, None] + v.sum(1)[None, :] - 2.0 * (q @ v.T)).numpy()
+        if metric == "l1":
+            return torch.cdist(q, v, p=1).numpy()
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """A read-only view for torch without a copy (features are memory-mapped read-only; nothing here writes)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def exact_limit(metric: str) -> int:
+    """Up to how many items a variant's pairs come from exact search rather than from Annoy.
+
+    Matrix-multiply metrics (l2, cosine, hamming): exact beat Annoy at recall@10 >= 0.95 at 10k items and
+    lost at 100k (512-d), so the default switches near the crossover, 50k. L1 has no matrix-multiply form:
+    exact costs a few seconds at 5k items and grows with the square (docs/BENCHMARKS.md, index).
+    """
+    if metric == "l1":
+        return settings.VSEARCH_EXACT_MAX_ITEMS_L1
+    return settings.VSEARCH_EXACT_MAX_ITEMS
 
 
 def exact_neighbours(

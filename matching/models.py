@@ -115,9 +115,15 @@ class Variant(models.Model):
         FeatureSet, null=True, blank=True, on_delete=models.PROTECT, related_name="variants"
     )
     metric = models.CharField(max_length=10, choices=Metric.choices)
-    # 50 trees: recall@10 >= 0.97 up to 10k items on every metric (docs/BENCHMARKS.md); 20 fell to 0.86.
+    # 50 trees: recall@10 >= 0.98 at 10k items for l1, l2 and cosine at Annoy's default budget, where 20 trees
+    # gave 0.89-0.92; Hamming needs a bigger search_k, which search_k=-1 calibrates (docs/BENCHMARKS.md).
     n_trees = models.PositiveIntegerField(default=50)
-    search_k = models.IntegerField(default=-1, help_text="-1: Annoy's default, n_trees * k.")
+    search_k = models.IntegerField(
+        default=-1, help_text="-1: chosen per build, the smallest doubling of n_trees * (k+1) with recall@k >= 0.95."
+    )
+    search_k_used = models.IntegerField(
+        null=True, blank=True, help_text="The search_k Annoy was queried with (calibrated when search_k is -1)."
+    )
     k = models.PositiveIntegerField(default=5)
     sample_size = models.PositiveIntegerField(null=True, blank=True, help_text="Queries per build; empty: every item.")
     seed = models.PositiveIntegerField(default=0)

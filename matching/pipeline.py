@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 STAGE_SPAN = {"featurizing": (0.0, 0.5), "indexing": (0.5, 0.6), "pairs": (0.6, 0.95), "evaluating": (0.95, 1.0)}
 PAIR_CHUNK = 200  # queries per transaction: a query has all its k pairs or none
 EVAL_QUERIES = 500  # recall is estimated on at most this many queries
+CALIBRATION_QUERIES = 200  # queries behind the choice of search_k
+TARGET_RECALL = 0.95  # search_k=-1 doubles Annoy's budget until recall@k on a sample reaches this
 
 
 class BuildError(Exception):
@@ -235,7 +237,7 @@ def variant_index(*, variant_id: int) -> None:
         with transaction.atomic():
             # New index, new neighbours: pairs from an older index must not mix with the new ones.
             MatchPair.objects.filter(variant_id=variant_id).delete()
-            Variant.objects.filter(pk=variant_id).update(index_path=relative)
+            Variant.objects.filter(pk=variant_id).update(index_path=relative, search_k_used=None)
 
 
 def _query_positions(variant: Variant, n: int) -> np.ndarray:
@@ -269,11 +271,14 @@ def variant_pairs(*, variant_id: int) -> None:
             finder = _random_finder(variant, ids)
         else:
             ids, vectors = features_load(variant.feature_set)
-            exact = len(ids) <= settings.VSEARCH_EXACT_MAX_ITEMS
+            exact = len(ids) <= index.exact_limit(variant.metric)
+            prepared = index.prepare(np.asarray(vectors), variant.metric)
             if exact:
-                finder = _exact_finder(variant, index.prepare(np.asarray(vectors), variant.metric))
+                finder = _exact_finder(variant, prepared)
             else:
-                finder = _annoy_finder(variant, index.load(media_path(variant.index_path)))
+                ann = index.load(media_path(variant.index_path))
+                search_k = _search_k(variant, ann, prepared, _catalog_arrays(ids)[0])
+                finder = _annoy_finder(variant, ann, search_k)
         if len(ids) < 2:
             raise BuildError(f"The catalog has {len(ids)} item(s); matching needs at least two.")
         search = "" if variant.metric == Metric.RANDOM else ("exact" if exact else "annoy")
@@ -292,11 +297,11 @@ def variant_pairs(*, variant_id: int) -> None:
 # A finder maps query positions to their [(neighbour position, distance)], best first.
 
 
-def _annoy_finder(variant: Variant, ann):
+def _annoy_finder(variant: Variant, ann, search_k: int):
     def one(position: int, groups: np.ndarray) -> list[tuple[int, float]]:
         want = variant.k + 1
         while True:
-            nns, dists = index.annoy_neighbours(ann, position, want, variant.search_k)
+            nns, dists = index.annoy_neighbours(ann, position, want, search_k)
             kept = [(n, d) for n, d in zip(nns, dists, strict=True) if groups[n] != groups[position]]
             if len(kept) >= variant.k or len(nns) < want:
                 return kept[: variant.k]
@@ -404,15 +409,47 @@ def _recall(variant: Variant, queries: list[int]) -> float:
     rng = np.random.default_rng(variant.seed)
     chosen = np.sort(rng.choice(len(queries), size=min(EVAL_QUERIES, len(queries)), replace=False))
     qpos = np.array([position[queries[i]] for i in chosen])
+    ann = index.load(media_path(variant.index_path))
+    search_k = variant.search_k if variant.search_k != -1 else (variant.search_k_used or -1)
+    return _recall_probe(variant, ann, prepared, groups, qpos)(search_k)
+
+
+def _recall_probe(variant: Variant, ann, prepared: np.ndarray, groups: np.ndarray, qpos: np.ndarray):
+    """search_k -> Annoy's recall@k on the queries at `qpos` (exact neighbours found once, up front)."""
     _, exact_dist = index.exact_search(prepared, variant.metric, qpos, variant.k, exclude=groups)
     kth = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.inf for row in exact_dist])
-    annoy = _annoy_finder(variant, index.load(media_path(variant.index_path)))(qpos.tolist(), groups)
-    distances = index.exact_distances(prepared[qpos], prepared, variant.metric)
-    found = np.full((len(qpos), variant.k), np.inf)
-    for r, p in enumerate(qpos.tolist()):
-        for j, (n, _) in enumerate(annoy[p]):
-            found[r, j] = distances[r, n]
-    return recall_with_ties(found, kth, variant.k)
+
+    def recall_at(search_k: int) -> float:
+        found = np.full((len(qpos), variant.k), np.inf)
+        annoy = _annoy_finder(variant, ann, search_k)(qpos.tolist(), groups)
+        for r, p in enumerate(qpos.tolist()):
+            neighbours = [n for n, _ in annoy[p]]
+            if neighbours:  # distances in exact_distances' terms, so ties compare like for like
+                row = index.exact_distances(prepared[[p]], prepared[neighbours], variant.metric)[0]
+                found[r, : len(neighbours)] = row
+        return recall_with_ties(found, kth, variant.k)
+
+    return recall_at
+
+
+def _search_k(variant: Variant, ann, prepared: np.ndarray, groups: np.ndarray) -> int:
+    """The search_k to query with: the variant's own, else the smallest doubling of Annoy's default budget
+    that reaches TARGET_RECALL on a sample (50 trees at the default budget fell to recall 0.82 at 100k
+    items: docs/BENCHMARKS.md, index). Kept on the variant until its index is rebuilt."""
+    if variant.search_k != -1 or variant.search_k_used:
+        search_k = variant.search_k if variant.search_k != -1 else variant.search_k_used
+        Variant.objects.filter(pk=variant.pk).update(search_k_used=search_k)
+        return search_k
+    n = len(prepared)
+    rng = np.random.default_rng(variant.seed)
+    qpos = np.sort(rng.choice(n, size=min(CALIBRATION_QUERIES, n), replace=False))
+    recall_at = _recall_probe(variant, ann, prepared, groups, qpos)
+    search_k = variant.n_trees * (variant.k + 1)  # what Annoy does with -1
+    while recall_at(search_k) < TARGET_RECALL and search_k < variant.n_trees * n:
+        search_k *= 2  # at n_trees * n every tree is read whole: the search is exhaustive
+    Variant.objects.filter(pk=variant.pk).update(search_k_used=search_k)
+    log.info("%s: search_k %d reaches recall@%d >= %.2f", variant, search_k, variant.k, TARGET_RECALL)
+    return search_k
 
 
 STEPS = (variant_featurize, variant_index, variant_pairs, variant_evaluate)

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
         ("sqlite://", "use sqlite:////absolute/path/db.sqlite3"),
         ("sqlite:///", "use sqlite:////absolute/path/db.sqlite3"),
         ("sqlite://host/db.sqlite3", "use sqlite:////absolute/path/db.sqlite3"),
+        ("postgres://h/db?server_side_binding=maybe", "server_side_binding='maybe' is not a boolean"),
+        ("postgres://h/db?prepare_threshold=-1", "prepare_threshold='-1' is not a whole number"),
+        ("postgres://h/db?connect_timeout=soon", "connect_timeout='soon' is not a whole number"),
     ],
 )
 def test_a_bad_database_url_is_refused_naming_the_variable_and_the_problem(url, reason):
@@ -43,6 +46,13 @@ def test_a_postgres_url_becomes_a_django_database_entry():
     assert (entry["NAME"], entry["USER"], entry["PASSWORD"]) == ("vsearch", "alice", "p@ss")
     assert (entry["HOST"], entry["PORT"]) == ("db.example", "6543")
     assert entry["OPTIONS"] == {"sslmode": "require"}
+
+
+def test_postgres_url_options_arrive_typed_so_server_side_binding_can_be_turned_on():
+    entry = database_from_url("postgres://h/db?server_side_binding=on&prepare_threshold=2&connect_timeout=5")
+
+    assert entry["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 2, "connect_timeout": 5}
+    assert database_from_url("postgres://h/db?prepare_threshold=none")["OPTIONS"]["prepare_threshold"] is None
 
 
 def test_sqlite_urls_take_absolute_and_relative_paths():

@@ -57,6 +57,35 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _pg_options(query: str, problem: str) -> dict:
+    """Query options of a postgres:// URL, typed: Django and psycopg get booleans and integers, not text.
+
+    ?server_side_binding=true makes psycopg send parameters apart from the SQL and prepare the statements
+    a connection repeats (prepare_threshold, default 5). Off by default, as in Django: the load test showed
+    no difference beyond its run-to-run noise (docs/BENCHMARKS.md), and PgBouncer in transaction mode
+    needs 1.21+ with max_prepared_statements for it.
+    """
+    options: dict = {}
+    for key, raw in parse_qsl(query, keep_blank_values=True):
+        if key == "server_side_binding":
+            if raw.lower() not in _TRUE | _FALSE:
+                raise ImproperlyConfigured(f"{problem}: server_side_binding={raw!r} is not a boolean (true/false).")
+            options[key] = raw.lower() in _TRUE
+        elif key in {"prepare_threshold", "connect_timeout"}:
+            if raw.lower() == "none" and key == "prepare_threshold":
+                options[key] = None  # never prepare
+                continue
+            if not raw.isdigit():
+                raise ImproperlyConfigured(f"{problem}: {key}={raw!r} is not a whole number.")
+            options[key] = int(raw)
+        else:
+            options[key] = raw  # libpq's own (sslmode, application_name, ...): text, as libpq takes them
+    return options
+
+
 def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
     """Turn `sqlite:///path` or `postgres://user:pass@host:port/name` into a Django DATABASES entry."""
     problem = f"{variable}={url!r} is not a valid database URL"
@@ -78,7 +107,7 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
             port = parts.port
         except ValueError:
             raise ImproperlyConfigured(f"{problem}: the port is not a number.") from None
-        options = dict(parse_qsl(parts.query))
+        options = _pg_options(parts.query, problem)
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": name,

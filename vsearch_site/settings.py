@@ -172,12 +172,17 @@ VSEARCH_MAX_IMAGE_PIXELS = env_int("VSEARCH_MAX_IMAGE_PIXELS", 40_000_000, minim
 VSEARCH_MAX_IMAGE_BYTES = env_int("VSEARCH_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1)
 # Model uploads.
 VSEARCH_MAX_UPLOAD_BYTES = env_int("VSEARCH_MAX_UPLOAD_BYTES", 600 * 1024 * 1024, minimum=1)
-# Featurization: images per batch, DataLoader workers, and where torchvision keeps weights.
-VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 32, minimum=1)
+# Featurization: images per batch, DataLoader workers, and where torchvision keeps weights. Batches of 8 ran
+# fastest on a 2-core CPU (ResNet-50 16.2 img/s vs 11.5 at 32: docs/BENCHMARKS.md); a worker process for
+# decoding only competed with torch for the cores.
+VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 8, minimum=1)
 VSEARCH_LOADER_WORKERS = env_int("VSEARCH_LOADER_WORKERS", 0, minimum=0)
-# Up to this many items, pairs come from exact brute-force search (perfect recall, about as fast as
-# querying Annoy at this size; docs/BENCHMARKS.md). The Annoy index is built and evaluated either way.
-VSEARCH_EXACT_MAX_ITEMS = env_int("VSEARCH_EXACT_MAX_ITEMS", 5000, minimum=0)
+# Up to this many items, pairs come from exact brute-force search (perfect recall). For l2, cosine and
+# hamming (a matrix multiply) exact beat Annoy at recall@10 >= 0.95 by 1.1-5x at 10k items and lost by
+# up to 2x at 100k (512-d): the crossover is near 50k. L1 has no such form and switches much sooner.
+# The Annoy index is built and evaluated either way (docs/BENCHMARKS.md, index).
+VSEARCH_EXACT_MAX_ITEMS = env_int("VSEARCH_EXACT_MAX_ITEMS", 50_000, minimum=0)
+VSEARCH_EXACT_MAX_ITEMS_L1 = env_int("VSEARCH_EXACT_MAX_ITEMS_L1", 5000, minimum=0)
 # Off: a missing pretrained file is a clear error at once instead of a download attempt (tests, air-gapped hosts).
 VSEARCH_ALLOW_DOWNLOADS = env_bool("VSEARCH_ALLOW_DOWNLOADS", True)
 # Voting.

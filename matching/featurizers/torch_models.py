@@ -133,9 +133,10 @@ class TorchFeaturizer:
             if hasattr(module, "inplace"):
                 module.inplace = False
         self.extractor = create_feature_extractor(model, return_nodes={node: layer for layer, node in nodes.items()})
-        # channels_last: the same numbers, 8-10% faster convolutions on this CPU (docs/BENCHMARKS.md). bf16 was
-        # ~2x faster but moved 3-11% of Hamming neighbours, so fp32 stays the default.
-        self.extractor = self.extractor.to(memory_format=torch.channels_last).eval()
+        # Plain fp32 (docs/BENCHMARKS.md, featurize): bf16 is about 2x faster on an AVX-512-BF16 CPU but moves
+        # 5-27% of Hamming top-10 neighbours, and one feature set serves every metric; channels_last was
+        # within noise of the default layout.
+        self.extractor = self.extractor.eval()
         self._lock = threading.Lock()  # one forward at a time per process: torch already uses every core
 
     def dims(self) -> dict[str, int]:
@@ -143,7 +144,7 @@ class TorchFeaturizer:
 
     def embed_batch(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
         with self._lock, torch.inference_mode():
-            out = self.extractor(batch.contiguous(memory_format=torch.channels_last))
+            out = self.extractor(batch)
         return {layer: out[layer].flatten(1).float().numpy().astype(np.float32, copy=False) for layer in self.layers}
 
     def embed(self, images: list[Image.Image]) -> dict[str, np.ndarray]:

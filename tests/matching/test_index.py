@@ -163,3 +163,23 @@ def test_recall_with_ties_forgives_float_noise_but_not_a_worse_neighbour():
 
     assert recall_with_ties(np.array([[1.0 + 1e-6]]), kth, 1) == 1.0
     assert recall_with_ties(np.array([[1.01]]), kth, 1) == 0.0
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2", "hamming", "cosine"])
+def test_exact_distances_match_their_textbook_definitions(metric):
+    rng = np.random.default_rng(3)
+    q, v = (index.prepare(rng.standard_normal((n, 16)), metric).astype(np.float64) for n in (5, 40))
+
+    got = index.exact_distances(q, v, metric)
+
+    diff = q[:, None, :] - v[None, :, :]
+    if metric == "l1":
+        want = np.abs(diff).sum(-1)
+    elif metric == "l2":
+        want = np.sqrt((diff**2).sum(-1))
+    elif metric == "hamming":
+        want = (q[:, None, :] != v[None, :, :]).sum(-1)
+    else:
+        cos = (q @ v.T) / np.outer(np.linalg.norm(q, axis=1), np.linalg.norm(v, axis=1))
+        want = np.sqrt(2 - 2 * cos)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)

@@ -473,3 +473,36 @@ def test_above_the_exact_threshold_pairs_come_from_annoy_and_recall_measures_the
     assert variant.pairs_search == "annoy"
     assert variant.status == Variant.Status.READY and 0.5 <= variant.recall_at_k <= 1.0
     assert all(len(row) == K for row in stored_neighbours(variant).values())
+
+
+def test_l1_switches_to_annoy_at_its_own_smaller_threshold(demo_catalog, settings):
+    settings.VSEARCH_EXACT_MAX_ITEMS_L1 = 10
+
+    l1, l2 = histogram_variant("l1"), histogram_variant("l2")
+
+    assert (l1.pairs_search, l2.pairs_search) == ("annoy", "exact")
+
+
+@pytest.mark.django_db
+def test_search_k_minus_one_doubles_annoys_budget_until_the_sample_reaches_the_target_recall(tmp_path):
+    vectors = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
+    pipeline.index.build(vectors, "l2", n_trees=1, seed=0, path=tmp_path / "l2.ann")
+    ann = pipeline.index.load(tmp_path / "l2.ann")
+    variant = Variant(metric="l2", n_trees=1, k=5, seed=0, search_k=-1)
+    groups = np.arange(200)
+
+    chosen = pipeline._search_k(variant, ann, vectors, groups)
+
+    recall_at = pipeline._recall_probe(variant, ann, vectors, groups, np.arange(200))  # the same 200 queries
+    assert chosen > 6  # Annoy's own default, n_trees * (k + 1), fell short
+    assert recall_at(chosen) >= pipeline.TARGET_RECALL > recall_at(chosen // 2)
+
+
+def test_an_annoy_built_variant_keeps_the_search_k_it_used_and_reports_recall_at_it(demo_catalog, settings):
+    settings.VSEARCH_EXACT_MAX_ITEMS = 10
+
+    auto = histogram_variant("l2", n_trees=1)
+    fixed = histogram_variant("cosine", n_trees=1, search_k=7)
+
+    assert auto.search_k_used >= 6 and auto.recall_at_k >= pipeline.TARGET_RECALL
+    assert fixed.search_k_used == 7
