@@ -63,13 +63,12 @@ class Runner:
         self.setting = setting
         form = (setting.precision == "bf16w", setting.channels_last)
         if form not in copies:
-            model = extractor
-            if form != (False, False):
-                model = copy.deepcopy(extractor)
-                if form[0]:
-                    model = model.to(torch.bfloat16)
-                if form[1]:
-                    model = model.to(memory_format=torch.channels_last)
+            # Every form is its own copy with an explicit weight layout: the featurizer ships its extractor in
+            # channels_last, and a baseline that inherited it would not be plain fp32.
+            model = copy.deepcopy(extractor)
+            if form[0]:
+                model = model.to(torch.bfloat16)
+            model = model.to(memory_format=torch.channels_last if form[1] else torch.contiguous_format)
             # A deep-copied fx GraphModule comes back in training mode (BatchNorm would use batch statistics).
             copies[form] = model.eval()
         self.model = copies[form]
