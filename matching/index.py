@@ -69,27 +69,41 @@ def annoy_neighbours(index: AnnoyIndex, position: int, count: int, search_k: int
     return index.get_nns_by_item(position, count, search_k=search_k, include_distances=True)
 
 
-def exact_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """Brute force, the same distances Annoy reports (cosine as Annoy's sqrt(2 - 2 cos)).
+class _Exact:
+    """Brute force against a fixed set of vectors, in torch. The per-vector terms (squared norms, unit
+    vectors, bit counts) are computed once, not per chunk of queries. torch's matrix multiply was 1.3-2.5x
+    faster than numpy's here, and torch.cdist is the only fast L1 (docs/BENCHMARKS.md, index)."""
 
-    In torch: its matrix multiply was 1.3-2.5x faster than numpy's here, and torch.cdist is the only
-    fast L1 (docs/BENCHMARKS.md, index).
-    """
-    q, v = _tensor(queries), _tensor(vectors)
-    with torch.inference_mode():
+    def __init__(self, vectors: np.ndarray, metric: str):
+        if metric not in ANNOY_METRIC:
+            raise ValueError(f"unknown metric {metric!r}")
+        self.metric = metric
+        self.v = _tensor(vectors)
         if metric == "l2":
-            d2 = (q * q).sum(1)[:, None] + (v * v).sum(1)[None, :] - 2.0 * (q @ v.T)
-            return d2.clamp_(min=0.0).sqrt_().numpy()
-        if metric == "cosine":
-            qn = q / q.norm(dim=1, keepdim=True).clamp(min=1e-12)
-            vn = v / v.norm(dim=1, keepdim=True).clamp(min=1e-12)
-            return (2.0 - 2.0 * (qn @ vn.T)).clamp_(min=0.0).sqrt_().numpy()
-        if metric == "hamming":
-            # On 0/1 vectors: differing bits = q·(1-v) + (1-q)·v = |q| + |v| - 2 q·v.
-            return (q.sum(1)[:, None] + v.sum(1)[None, :] - 2.0 * (q @ v.T)).numpy()
-        if metric == "l1":
-            return torch.cdist(q, v, p=1).numpy()
-    raise ValueError(f"unknown metric {metric!r}")
+            self.vsq = (self.v * self.v).sum(1)
+        elif metric == "cosine":
+            self.v = self.v / self.v.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        elif metric == "hamming":
+            self.bits = self.v.sum(1)
+
+    def distances(self, q: torch.Tensor) -> torch.Tensor:
+        """The same distances Annoy reports (cosine as Annoy's sqrt(2 - 2 cos))."""
+        with torch.inference_mode():
+            if self.metric == "l2":
+                d2 = (q * q).sum(1)[:, None] + self.vsq[None, :] - 2.0 * (q @ self.v.T)
+                return d2.clamp_(min=0.0).sqrt_()
+            if self.metric == "cosine":
+                qn = q / q.norm(dim=1, keepdim=True).clamp(min=1e-12)
+                return (2.0 - 2.0 * (qn @ self.v.T)).clamp_(min=0.0).sqrt_()
+            if self.metric == "hamming":
+                # On 0/1 vectors: differing bits = |q| + |v| - 2 q·v.
+                return q.sum(1)[:, None] + self.bits[None, :] - 2.0 * (q @ self.v.T)
+            return torch.cdist(q, self.v, p=1)
+
+
+def exact_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Distances from each query to each vector by brute force, as Annoy reports them."""
+    return _Exact(vectors, metric).distances(_tensor(queries)).numpy()
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -125,22 +139,26 @@ def exact_search(
     vectors: np.ndarray, metric: str, positions: np.ndarray, k: int, exclude: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(top-k positions, their distances) by brute force; -1 and inf where fewer than k are allowed."""
-    result = np.empty((len(positions), k), dtype=np.int64)
+    exact = _Exact(vectors, metric)
+    positions = np.asarray(positions, dtype=np.int64)
+    groups = torch.from_numpy(np.asarray(exclude, dtype=np.int64)) if exclude is not None else None
+    if groups is not None and len(torch.unique(groups)) == len(groups):
+        groups = None  # no byte-identical copies: excluding the query itself is enough
+    kk = max(0, min(k, len(exact.v) - 1))
+    result = np.full((len(positions), k), -1, dtype=np.int64)
     distances = np.full((len(positions), k), np.inf, dtype=np.float32)
     for start in range(0, len(positions), 256):
-        chunk = positions[start : start + 256]
-        d = exact_distances(vectors[chunk], vectors, metric)
-        d[np.arange(len(chunk)), chunk] = np.inf
-        if exclude is not None:
-            d[exclude[chunk][:, None] == exclude[None, :]] = np.inf
-        kk = min(k, vectors.shape[0] - 1)
-        part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk > 0 else np.zeros((len(chunk), 0), dtype=np.int64)
-        order = np.take_along_axis(d, part, axis=1).argsort(axis=1, kind="stable")
-        top = np.take_along_axis(part, order, axis=1)
+        chunk = torch.from_numpy(positions[start : start + 256])
+        with torch.inference_mode():
+            d = exact.distances(exact.v[chunk])
+            d[torch.arange(len(chunk)), chunk] = float("inf")
+            if groups is not None:
+                d.masked_fill_(groups[chunk][:, None] == groups[None, :], float("inf"))
+            values, top = torch.topk(d, kk, dim=1, largest=False, sorted=True)
+        top, values = top.numpy(), values.numpy()
         # Fewer than k allowed neighbours (small catalog, many copies): the excluded ones must not fill the gap.
-        top[np.isinf(np.take_along_axis(d, top, axis=1))] = -1
-        result[start : start + len(chunk), : top.shape[1]] = top
-        result[start : start + len(chunk), top.shape[1] :] = -1
-        distances[start : start + len(chunk), : top.shape[1]] = np.take_along_axis(d, top.clip(0), axis=1)
+        top[np.isinf(values)] = -1
+        result[start : start + len(chunk), :kk] = top
+        distances[start : start + len(chunk), :kk] = values
     distances[result < 0] = np.inf
     return result, distances
