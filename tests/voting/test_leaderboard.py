@@ -99,3 +99,19 @@ def test_leaderboard_and_swipe_pages_render(variants, client):
     assert 'data-testid="card"' in page
     for variant in variants:
         assert variant.name not in page
+
+
+def test_a_stale_leaderboard_is_served_at_once_while_another_process_recomputes_it(variants):
+    from django.core.cache import cache
+
+    from voting import selectors
+
+    fresh = selectors.leaderboard_cached()
+    stale = [row("stale", 0.1, 0.2, 0.15)]
+    cache.set(selectors.LEADERBOARD_CACHE_KEY, (0.0, stale), 3600)  # computed long ago
+    cache.add(f"{selectors.LEADERBOARD_CACHE_KEY}:lock", 1, 60)  # another process is on it
+
+    assert selectors.leaderboard_cached() == stale
+
+    cache.delete(f"{selectors.LEADERBOARD_CACHE_KEY}:lock")  # it died without a result: the next request recomputes
+    assert [r.name for r in selectors.leaderboard_cached()] == [r.name for r in fresh]
