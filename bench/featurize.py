@@ -54,6 +54,7 @@ class Setting:
 
 
 BASELINE = Setting("fp32", False)
+SHIPPED = Setting("fp32", True)  # matching.featurizers.torch_models: fp32 weights and inputs in channels_last
 
 
 class Runner:
@@ -314,7 +315,7 @@ def main() -> None:
         )
         # The build pipeline's own call (fp32, as shipped), beside the recommended setting if that differs.
         runs = {"featurizer.embed_batch": featurizer.embed_batch}
-        forwards = {"featurizer.embed_batch": forward_rate.get((BASELINE, pipe_batch))}
+        forwards = {"featurizer.embed_batch": forward_rate.get((SHIPPED, pipe_batch))}
         if best_setting != BASELINE:
             runs[best_setting.label] = runners[best_setting]
             forwards[best_setting.label] = forward_rate.get((best_setting, pipe_batch))
