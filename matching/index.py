@@ -116,9 +116,10 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 def exact_limit(metric: str) -> int:
     """Up to how many items a variant's pairs come from exact search rather than from Annoy.
 
-    Matrix-multiply metrics (l2, cosine, hamming): exact beat Annoy at recall@10 >= 0.95 at 10k items and
-    lost at 100k (512-d), so the default switches near the crossover, 50k. L1 has no matrix-multiply form:
-    exact costs a few seconds at 5k items and grows with the square (docs/BENCHMARKS.md, index).
+    Matrix-multiply metrics (l2, cosine, hamming): exact beat Annoy at recall@10 >= 0.95 up to 10k items;
+    at 100k (512-d) Annoy won for l2 and lost for cosine and hamming, so the default switches at 50k. L1 has
+    no matrix-multiply form: exact costs a few seconds at 5k items and grows with the square
+    (docs/BENCHMARKS.md, index).
     """
     if metric == "l1":
         return settings.VSEARCH_EXACT_MAX_ITEMS_L1

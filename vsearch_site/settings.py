@@ -178,9 +178,10 @@ VSEARCH_MAX_UPLOAD_BYTES = env_int("VSEARCH_MAX_UPLOAD_BYTES", 600 * 1024 * 1024
 VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 8, minimum=1)
 VSEARCH_LOADER_WORKERS = env_int("VSEARCH_LOADER_WORKERS", 0, minimum=0)
 # Up to this many items, pairs come from exact brute-force search (perfect recall). For l2, cosine and
-# hamming (a matrix multiply) exact beat Annoy at recall@10 >= 0.95 by 1.1-5x at 10k items and lost by
-# up to 2x at 100k (512-d): the crossover is near 50k. L1 has no such form and switches much sooner.
-# The Annoy index is built and evaluated either way (docs/BENCHMARKS.md, index).
+# hamming (a matrix multiply) exact beat Annoy at recall@10 >= 0.95 by 1.4-10x at 1k-10k items; at 100k
+# (512-d) Annoy won for l2 (2.5x) and lost for cosine and hamming (1.2-1.5x), so the switch is at 50k.
+# L1 has no such form: Annoy was 9x faster at 10k. The Annoy index is built and evaluated either way
+# (docs/BENCHMARKS.md, index).
 VSEARCH_EXACT_MAX_ITEMS = env_int("VSEARCH_EXACT_MAX_ITEMS", 50_000, minimum=0)
 VSEARCH_EXACT_MAX_ITEMS_L1 = env_int("VSEARCH_EXACT_MAX_ITEMS_L1", 5000, minimum=0)
 # Off: a missing pretrained file is a clear error at once instead of a download attempt (tests, air-gapped hosts).
