@@ -140,26 +140,36 @@ def exact_search(
     vectors: np.ndarray, metric: str, positions: np.ndarray, k: int, exclude: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(top-k positions, their distances) by brute force; -1 and inf where fewer than k are allowed."""
-    exact = _Exact(vectors, metric)
-    positions = np.asarray(positions, dtype=np.int64)
-    groups = torch.from_numpy(np.asarray(exclude, dtype=np.int64)) if exclude is not None else None
-    if groups is not None and len(torch.unique(groups)) == len(groups):
-        groups = None  # no byte-identical copies: excluding the query itself is enough
-    kk = max(0, min(k, len(exact.v) - 1))
-    result = np.full((len(positions), k), -1, dtype=np.int64)
-    distances = np.full((len(positions), k), np.inf, dtype=np.float32)
-    for start in range(0, len(positions), 256):
-        chunk = torch.from_numpy(positions[start : start + 256])
-        with torch.inference_mode():
-            d = exact.distances(exact.v[chunk])
-            d[torch.arange(len(chunk)), chunk] = float("inf")
-            if groups is not None:
-                d.masked_fill_(groups[chunk][:, None] == groups[None, :], float("inf"))
-            values, top = torch.topk(d, kk, dim=1, largest=False, sorted=True)
-        top, values = top.numpy(), values.numpy()
-        # Fewer than k allowed neighbours (small catalog, many copies): the excluded ones must not fill the gap.
-        top[np.isinf(values)] = -1
-        result[start : start + len(chunk), :kk] = top
-        distances[start : start + len(chunk), :kk] = values
-    distances[result < 0] = np.inf
-    return result, distances
+    return ExactSearch(vectors, metric, exclude).search(positions, k)
+
+
+class ExactSearch:
+    """Brute-force top-k over one catalog, prepared once (norms, copy groups) and queried chunk after chunk:
+    never the query itself nor a position in its `exclude` group."""
+
+    def __init__(self, vectors: np.ndarray, metric: str, exclude: np.ndarray | None = None):
+        self.exact = _Exact(vectors, metric)
+        groups = torch.from_numpy(np.asarray(exclude, dtype=np.int64)) if exclude is not None else None
+        # No byte-identical copies: excluding the query itself is enough.
+        self.groups = groups if groups is not None and len(torch.unique(groups)) < len(groups) else None
+
+    def search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, dtype=np.int64)
+        kk = max(0, min(k, len(self.exact.v) - 1))
+        result = np.full((len(positions), k), -1, dtype=np.int64)
+        distances = np.full((len(positions), k), np.inf, dtype=np.float32)
+        for start in range(0, len(positions), 256):
+            chunk = torch.from_numpy(positions[start : start + 256])
+            with torch.inference_mode():
+                d = self.exact.distances(self.exact.v[chunk])
+                d[torch.arange(len(chunk)), chunk] = float("inf")
+                if self.groups is not None:
+                    d.masked_fill_(self.groups[chunk][:, None] == self.groups[None, :], float("inf"))
+                values, top = torch.topk(d, kk, dim=1, largest=False, sorted=True)
+            top, values = top.numpy(), values.numpy()
+            # Fewer than k allowed neighbours (small catalog, many copies): excluded ones must not fill the gap.
+            top[np.isinf(values)] = -1
+            result[start : start + len(chunk), :kk] = top
+            distances[start : start + len(chunk), :kk] = values
+        distances[result < 0] = np.inf
+        return result, distances

@@ -268,37 +268,39 @@ def variant_pairs(*, variant_id: int) -> None:
         exact = False
         if variant.metric == Metric.RANDOM:
             ids = np.array(Item.objects.order_by("id").values_list("id", flat=True), dtype=np.int64)
-            finder = _random_finder(variant, ids)
         else:
             ids, vectors = features_load(variant.feature_set)
+        if len(ids) < 2:
+            raise BuildError(f"The catalog has {len(ids)} item(s); matching needs at least two.")
+        groups, _ = _catalog_arrays(ids)
+        if variant.metric == Metric.RANDOM:
+            finder = _random_finder(variant, ids, groups)
+        else:
             exact = len(ids) <= index.exact_limit(variant.metric)
             prepared = index.prepare(np.asarray(vectors), variant.metric)
             if exact:
-                finder = _exact_finder(variant, prepared)
+                finder = _exact_finder(variant, prepared, groups)
             else:
                 ann = index.load(media_path(variant.index_path))
-                search_k = _search_k(variant, ann, prepared, _catalog_arrays(ids)[0])
-                finder = _annoy_finder(variant, ann, search_k)
-        if len(ids) < 2:
-            raise BuildError(f"The catalog has {len(ids)} item(s); matching needs at least two.")
+                finder = _annoy_finder(variant, ann, _search_k(variant, ann, prepared, groups), groups)
         search = "" if variant.metric == Metric.RANDOM else ("exact" if exact else "annoy")
         Variant.objects.filter(pk=variant_id).update(pairs_search=search)
-        groups, _ = _catalog_arrays(ids)
         positions = _query_positions(variant, len(ids))
         done = set(MatchPair.objects.filter(variant_id=variant_id).values_list("query_item_id", flat=True).distinct())
         order = {int(p): i for i, p in enumerate(positions)}
         todo = [int(p) for p in positions if int(ids[p]) not in done]
         for start in range(0, len(todo), PAIR_CHUNK):
             chunk = todo[start : start + PAIR_CHUNK]
-            _store_pairs(variant, ids, finder(chunk, groups), order)
+            _store_pairs(variant, ids, finder(chunk), order)
             _progress(variant_id, "pairs", (len(positions) - len(todo) + start + len(chunk)) / len(positions))
 
 
-# A finder maps query positions to their [(neighbour position, distance)], best first.
+# A finder maps query positions to their [(neighbour position, distance)], best first, never a position in
+# the query's group of byte-identical copies.
 
 
-def _annoy_finder(variant: Variant, ann, search_k: int):
-    def one(position: int, groups: np.ndarray) -> list[tuple[int, float]]:
+def _annoy_finder(variant: Variant, ann, search_k: int, groups: np.ndarray):
+    def one(position: int) -> list[tuple[int, float]]:
         want = variant.k + 1
         while True:
             nns, dists = index.annoy_neighbours(ann, position, want, search_k)
@@ -307,14 +309,15 @@ def _annoy_finder(variant: Variant, ann, search_k: int):
                 return kept[: variant.k]
             want *= 2  # byte-identical copies took places: ask for more
 
-    return lambda positions, groups: {p: one(p, groups) for p in positions}
+    return lambda positions: {p: one(p) for p in positions}
 
 
-def _exact_finder(variant: Variant, prepared: np.ndarray):
-    """Brute force: exact neighbours, and on small catalogs no slower than querying the index."""
+def _exact_finder(variant: Variant, prepared: np.ndarray, groups: np.ndarray):
+    """Brute force: exact neighbours, the catalog prepared once for every chunk of queries."""
+    search = index.ExactSearch(prepared, variant.metric, exclude=groups)
 
-    def find(positions: list[int], groups: np.ndarray) -> dict[int, list[tuple[int, float]]]:
-        top, dist = index.exact_search(prepared, variant.metric, np.array(positions), variant.k, exclude=groups)
+    def find(positions: list[int]) -> dict[int, list[tuple[int, float]]]:
+        top, dist = search.search(np.array(positions), variant.k)
         return {
             p: [(int(n), float(d)) for n, d in zip(top[row], dist[row], strict=True) if n >= 0]
             for row, p in enumerate(positions)
@@ -323,14 +326,14 @@ def _exact_finder(variant: Variant, prepared: np.ndarray):
     return find
 
 
-def _random_finder(variant: Variant, ids: np.ndarray):
-    def one(position: int, groups: np.ndarray) -> list[tuple[int, float]]:
+def _random_finder(variant: Variant, ids: np.ndarray, groups: np.ndarray):
+    def one(position: int) -> list[tuple[int, float]]:
         rng = np.random.default_rng([variant.seed, int(ids[position])])
         candidates = np.flatnonzero(groups != groups[position])
         picks = rng.choice(candidates, size=min(variant.k, len(candidates)), replace=False)
         return [(int(p), float(rank)) for rank, p in enumerate(picks)]
 
-    return lambda positions, groups: {p: one(p, groups) for p in positions}
+    return lambda positions: {p: one(p) for p in positions}
 
 
 def _store_pairs(variant: Variant, ids: np.ndarray, found: dict[int, list[tuple[int, float]]], order: dict[int, int]):
@@ -410,8 +413,8 @@ def _recall(variant: Variant, queries: list[int]) -> float:
     chosen = np.sort(rng.choice(len(queries), size=min(EVAL_QUERIES, len(queries)), replace=False))
     qpos = np.array([position[queries[i]] for i in chosen])
     ann = index.load(media_path(variant.index_path))
-    search_k = variant.search_k if variant.search_k != -1 else (variant.search_k_used or -1)
-    return _recall_probe(variant, ann, prepared, groups, qpos)(search_k)
+    # The budget the pairs were searched with (search_k_used); exact-search variants never set it.
+    return _recall_probe(variant, ann, prepared, groups, qpos)(variant.search_k_used or variant.search_k)
 
 
 def _recall_probe(variant: Variant, ann, prepared: np.ndarray, groups: np.ndarray, qpos: np.ndarray):
@@ -421,7 +424,7 @@ def _recall_probe(variant: Variant, ann, prepared: np.ndarray, groups: np.ndarra
 
     def recall_at(search_k: int) -> float:
         found = np.full((len(qpos), variant.k), np.inf)
-        annoy = _annoy_finder(variant, ann, search_k)(qpos.tolist(), groups)
+        annoy = _annoy_finder(variant, ann, search_k, groups)(qpos.tolist())
         for r, p in enumerate(qpos.tolist()):
             neighbours = [n for n, _ in annoy[p]]
             if neighbours:  # distances in exact_distances' terms, so ties compare like for like

@@ -62,32 +62,42 @@ def rotation_changed() -> None:
     cache.delete_many([ROTATION_CACHE_KEY, COUNTS_CACHE_KEY, LEADERBOARD_CACHE_KEY])
 
 
-def exposure_counts(variant_ids: list[int]) -> dict[int, int]:
-    """Votes each variant has collected so far (a shared card counts for every variant that made it).
+def _revalidated(key: str, max_age: float, compute, *, usable=lambda value: True):
+    """Stale-while-revalidate through the shared cache: the last value serves every request; once it is
+    older than `max_age` one process (holding a short cache lock) recomputes while the others keep getting
+    the previous value at once. An aggregate over every vote never runs in every web worker at once."""
+    cached = cache.get(key)
+    if cached is not None and usable(cached[1]):
+        computed_at, value = cached
+        if time.time() - computed_at < max_age or not cache.add(f"{key}:lock", 1, 60):
+            return value
+    try:
+        value = compute()
+        cache.set(key, (time.time(), value), 3600)
+    finally:
+        cache.delete(f"{key}:lock")
+    return value
 
-    Stale-while-revalidate: the last counts serve every request; once they are older than
-    COUNTS_SECONDS one process (holding a short cache lock) recounts. The aggregate over all votes
-    never runs on every request, nor in every web worker at once.
-    """
+
+def exposure_counts(variant_ids: list[int]) -> dict[int, int]:
+    """Votes each variant has collected so far (a shared card counts for every variant that made it),
+    at most COUNTS_SECONDS old."""
     local = _local_get(COUNTS_CACHE_KEY)
     if local is not None and set(variant_ids) <= set(local):
         return local
-    cached = cache.get(COUNTS_CACHE_KEY)
-    fresh = cached is not None and time.time() - cached[0] < COUNTS_SECONDS and set(variant_ids) <= set(cached[1])
-    if fresh:
-        _local[COUNTS_CACHE_KEY] = (time.monotonic(), cached[1])
-        return cached[1]
-    if cached is not None and set(variant_ids) <= set(cached[1]) and not cache.add(f"{COUNTS_CACHE_KEY}:lock", 1, 30):
-        return cached[1]  # another process is recounting: the slightly older counts will do
-    counts = dict.fromkeys(variant_ids, 0)
-    counts.update(
-        MatchPair.objects.filter(variant_id__in=variant_ids, pair__votes__isnull=False)
-        .values_list("variant_id")
-        .annotate(n=Count("pair__votes"))
-        .values_list("variant_id", "n")
-    )
-    cache.set(COUNTS_CACHE_KEY, (time.time(), counts), 600)
-    cache.delete(f"{COUNTS_CACHE_KEY}:lock")
+
+    def count() -> dict[int, int]:
+        counts = dict.fromkeys(variant_ids, 0)
+        counts.update(
+            MatchPair.objects.filter(variant_id__in=variant_ids, pair__votes__isnull=False)
+            .values_list("variant_id")
+            .annotate(n=Count("pair__votes"))
+            .values_list("variant_id", "n")
+        )
+        return counts
+
+    counts = _revalidated(COUNTS_CACHE_KEY, COUNTS_SECONDS, count, usable=lambda c: set(variant_ids) <= set(c))
+    _local[COUNTS_CACHE_KEY] = (time.monotonic(), counts)
     return counts
 
 
@@ -226,22 +236,8 @@ def _vote_totals(group_by: str, **filters) -> list[dict]:
 
 
 def leaderboard_cached() -> list[LeaderboardRow]:
-    """The leaderboard as the API serves it: recomputed at most every LEADERBOARD_SECONDS.
-
-    Stale-while-revalidate, as the exposure counts: once the rows are older, one process (holding a short
-    cache lock) recomputes while every other request gets the previous rows at once.
-    """
-    cached = cache.get(LEADERBOARD_CACHE_KEY)
-    if cached is not None:
-        computed_at, rows = cached
-        if time.time() - computed_at < LEADERBOARD_SECONDS or not cache.add(f"{LEADERBOARD_CACHE_KEY}:lock", 1, 60):
-            return rows
-    try:
-        rows = leaderboard_rows()
-        cache.set(LEADERBOARD_CACHE_KEY, (time.time(), rows), 3600)
-    finally:
-        cache.delete(f"{LEADERBOARD_CACHE_KEY}:lock")
-    return rows
+    """The leaderboard as the API serves it: at most LEADERBOARD_SECONDS old, recomputed by one process."""
+    return _revalidated(LEADERBOARD_CACHE_KEY, LEADERBOARD_SECONDS, leaderboard_rows)
 
 
 def leaderboard_rows() -> list[LeaderboardRow]:

@@ -7,6 +7,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
 
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
@@ -17,9 +19,9 @@ def env_bool(name: str, default: bool = False) -> bool:
     if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
+    if value in _TRUE:
         return True
-    if value in {"0", "false", "no", "off"}:
+    if value in _FALSE:
         return False
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
 
@@ -55,9 +57,6 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return list(default)
     return [part.strip() for part in raw.split(",") if part.strip()]
-
-
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def _pg_options(query: str, problem: str) -> dict:
