@@ -165,6 +165,8 @@ def django_setup_with(tmp_path, **overrides: str) -> subprocess.CompletedProcess
         ("DATABASE_URL", "mysql://x", "DATABASE_URL='mysql://x' is not a valid database URL"),
         ("REDIS_URL", "redis://", "REDIS_URL='redis://' is not a valid Redis URL: it names no host"),
         ("VSEARCH_BATCH_SIZE", "0", "VSEARCH_BATCH_SIZE=0 is below the minimum of 1"),
+        ("VSEARCH_EXACT_MAX_ITEMS_L1", "many", "VSEARCH_EXACT_MAX_ITEMS_L1='many' is not an integer"),
+        ("DATABASE_URL", "postgres://h/db?connect_timeout=soon", "connect_timeout='soon' is not a whole number"),
         ("VSEARCH_TASKS", "celery", "VSEARCH_TASKS=celery needs REDIS_URL"),
     ],
 )
