@@ -37,14 +37,16 @@ demo: setup
 	@echo "vsearch is at http://$(HOST):$(PORT)/  (leaderboard: /leaderboard/, staff: /staff/ after 'manage.py createsuperuser')"
 	DJANGO_DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
 
-# Production profile: gunicorn + a Celery worker, PostgreSQL and Redis from the environment.
+# Production profile: gunicorn + a Celery worker with beat inside it (the periodic resend of builds that found
+# the broker down), PostgreSQL and Redis from the environment. With more workers, give one of them --beat
+# (or run `celery -A vsearch_site beat`) and start the others with `make worker`.
 serve: setup
 	@test -n "$$DATABASE_URL" || { echo "make serve needs DATABASE_URL=postgres://... (see README)"; exit 2; }
 	@test -n "$$REDIS_URL" || { echo "make serve needs REDIS_URL=redis://... (see README)"; exit 2; }
 	$(PY) manage.py check --deploy
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(VENV)/bin/celery -A vsearch_site worker -l info --concurrency 1 & \
+	$(VENV)/bin/celery -A vsearch_site worker --beat -l info --concurrency 1 & \
 	  trap 'kill $$!' EXIT INT TERM; \
 	  VSEARCH_BIND=$(HOST):$(PORT) $(VENV)/bin/gunicorn -c vsearch_site/gunicorn.conf.py vsearch_site.wsgi
 

@@ -22,13 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.common import django_setup, emit, fmt_seconds, heading, rate_loop, scratch_dir, table
 from bench.data import demo_png_dir
 
-MODELS = ("vgg16", "resnet18", "resnet50", "colour-histogram")
-LAYERS = {
-    "vgg16": ("fc6", "fc7"),
-    "resnet18": ("penultimate",),
-    "resnet50": ("penultimate",),
-    "colour-histogram": ("hsv",),
-}
+MODELS = ("vgg16", "resnet18", "resnet50", "colour-histogram")  # every registered featurizer without a file
 AGREE_METRICS = ("l1", "l2", "cosine", "hamming")
 AGREE_K = 10
 # "Neighbours unchanged": a feature set serves every metric (an upload makes one variant per metric), so a
@@ -150,12 +144,12 @@ def batch_of(tensors: torch.Tensor, size: int) -> torch.Tensor:
 def neighbour_overlap(base: np.ndarray, other: np.ndarray, metric: str, k: int) -> float:
     """Share of `other`'s top-k that are at least as close, in `base`'s space, as base's own k-th (ties count)."""
     from matching.evaluation import recall_with_ties
-    from matching.index import exact_distances, exact_neighbours, prepare
+    from matching.index import ExactSearch, exact_distances, prepare
 
-    a, b = prepare(base, metric), prepare(other, metric)
+    a = prepare(base, metric)
     positions = np.arange(len(a))
-    mine = exact_neighbours(b, metric, positions, k)
-    truth = exact_neighbours(a, metric, positions, k)
+    mine, _ = ExactSearch(metric).fit(other).neighbours(positions, k)
+    truth, _ = ExactSearch(metric).fit(base).neighbours(positions, k)
     d = exact_distances(a, a, metric)
     kth = d[positions, truth[:, -1]]
     found = np.take_along_axis(d, mine, axis=1)

@@ -111,9 +111,8 @@ def bench_dataset(data: Dataset, metric: str, *, trees, search_ks, sample: int, 
     queries = np.sort(rng.choice(n, size=min(sample, n), replace=False))
 
     chunk = 8 if metric == "l1" else 256
-    t_torch, est_torch = timed_all_items(
-        lambda p: index.exact_neighbours(prepared, metric, p, K), n, budget=budget, chunk=chunk
-    )
+    exact = index.ExactSearch(metric).fit(data.vectors)
+    t_torch, est_torch = timed_all_items(lambda p: exact.neighbours(p, K), n, budget=budget, chunk=chunk)
     t_numpy, est_numpy = timed_all_items(
         lambda p: numpy_neighbours(prepared, metric, p, K), n, budget=budget, chunk=chunk
     )
@@ -127,25 +126,23 @@ def bench_dataset(data: Dataset, metric: str, *, trees, search_ks, sample: int, 
     for n_trees in trees:
         path = workdir / f"{metric}-{n}-{data.dim}-{n_trees}.ann"
         t0 = time.perf_counter()
-        index.build(prepared, metric, n_trees=n_trees, seed=0, path=path)
+        index.AnnoySearch(metric, n_trees=n_trees, seed=0).fit(data.vectors).save(path)
         build_s = time.perf_counter() - t0
         size = path.stat().st_size
-        # Not index.load: its per-process cache would keep every unlinked file mapped.
+        # Not AnnoySearch.load: its per-process cache would keep every unlinked file mapped.
         ann = AnnoyIndex(data.dim, index.ANNOY_METRIC[metric])
         ann.load(str(path))
+        searcher = index.AnnoySearch(metric, n_trees=n_trees)
+        searcher.annoy = ann
         for search_k in search_ks:
+            searcher.set_query_arguments(search_k)
             found = np.full((len(queries), K), np.inf)
-            for r, p in enumerate(queries):
-                ids, _ = index.annoy_neighbours(ann, int(p), K + 1, search_k)
-                ids = [i for i in ids if i != p][:K]
+            top, _ = searcher.neighbours(queries, K)
+            for r in range(len(queries)):
+                ids = [i for i in top[r] if i >= 0]
                 found[r, : len(ids)] = rows[r, ids]
             recall = recall_with_ties(found, kth, K)
-
-            def query(positions, ann=ann, search_k=search_k):
-                for p in positions:
-                    index.annoy_neighbours(ann, int(p), K + 1, search_k)
-
-            t_ann, est_ann = timed_all_items(query, n, budget=budget, chunk=500)
+            t_ann, est_ann = timed_all_items(lambda p, s=searcher: s.neighbours(p, K), n, budget=budget, chunk=500)
             annoy_rows.append(
                 {
                     "data": data.label,

@@ -1,4 +1,4 @@
-"""voting.selectors.leaderboard_rows() as votes grow: 10k, 100k, 1M, 10M votes on SQLite and PostgreSQL
+"""voting.leaderboard.leaderboard_rows() as votes grow: 10k, 100k, 1M, 10M votes on SQLite and PostgreSQL
 (median of a few runs), and the plan of its aggregate query at the largest size. Votes are added in
 steps to one seeded database; a step whose projected seeding time would exceed the budget is skipped.
 
@@ -60,7 +60,7 @@ def run_backend(args) -> None:
         from django.test.utils import CaptureQueriesContext
 
         from bench import seed
-        from voting.selectors import leaderboard_rows
+        from voting.leaderboard import leaderboard_rows
 
         seed.migrate()
         world = seed.World.for_match_pairs(args.match_pairs)

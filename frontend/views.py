@@ -11,13 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from matching.api import upload
 from matching.featurizers import REGISTRY
 from matching.models import Variant
 from matching.serializers import METRIC_CHOICES, UploadIn
-from matching.services import VariantError, variant_rebuild, variant_set_rotation
-from matching.uploads import UploadError
-from voting.selectors import rotation_changed
+from matching.services import variant_rebuild, variant_set_rotation, variant_upload
+from vsearch_site.errors import DomainError
 
 
 @require_safe
@@ -58,15 +56,15 @@ def staff(request: HttpRequest) -> HttpResponse:
             error, status = _first_error(data.errors), 400
         else:
             try:
-                created = upload(data.validated_data)
-            except UploadError as exc:
+                created = variant_upload(**data.validated_data)
+            except DomainError as exc:
                 error, status = str(exc), 400
             else:
                 messages.success(request, f"Uploaded: {', '.join(v.name for v in created)}. Building now.")
                 return redirect("frontend:staff")
     context = {
         "variants": Variant.objects.select_related("feature_set").order_by("-id"),
-        "architectures": [(k, s.description, s.layers) for k, s in REGISTRY.items() if s.uses_weights],
+        "architectures": [(k, s.description, s.layer_names) for k, s in REGISTRY.items() if s.accepts_files],
         "metrics": METRIC_CHOICES,
         "error": error,
         "form": request.POST if status == 400 else {},
@@ -81,10 +79,9 @@ def staff_rotation(request: HttpRequest, variant_id: int) -> HttpResponse:
     variant = get_object_or_404(Variant, pk=variant_id)
     try:
         variant_set_rotation(variant=variant, rotation=request.POST.get("rotation", ""))
-    except VariantError as exc:
+    except DomainError as exc:
         messages.error(request, str(exc))
     else:
-        rotation_changed()
         messages.success(request, f"{variant.name}: {variant.rotation}.")
     return redirect("frontend:staff")
 

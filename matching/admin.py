@@ -4,7 +4,6 @@ from django.utils.html import format_html
 
 from matching.models import FeatureSet, Item, Variant
 from matching.services import variant_rebuild, variant_set_rotation
-from voting.selectors import rotation_changed
 
 
 @admin.register(Item)
@@ -53,7 +52,6 @@ def rebuild(modeladmin, request, queryset):
 def _rotate(request, queryset, rotation: str) -> None:
     for variant in queryset:
         variant_set_rotation(variant=variant, rotation=rotation)
-    rotation_changed()
     messages.success(request, f"{queryset.count()} variant(s): {rotation}.")
 
 

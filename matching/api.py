@@ -12,9 +12,7 @@ from rest_framework.views import APIView
 from matching import services
 from matching.models import Variant
 from matching.serializers import RotationIn, UploadIn, VariantOut
-from matching.uploads import UploadError
-from voting.selectors import rotation_changed
-from voting.serializers import ErrorOut
+from vsearch_site.errors import ErrorOut
 
 VariantsOut = inline_serializer("VariantsOut", {"variants": VariantOut(many=True)})
 STAFF_ERRORS = {401: ErrorOut, 403: ErrorOut}
@@ -30,26 +28,6 @@ class VariantList(StaffView):
         return Response({"variants": VariantOut(Variant.objects.select_related("feature_set"), many=True).data})
 
 
-def upload(data: dict) -> list[Variant]:
-    """The one call behind the API and the staff page's form."""
-    if data["kind"] == "weights":
-        return services.variants_from_weights(
-            name=data["name"],
-            description=data["description"],
-            architecture=data["architecture"],
-            layer=data["layer"],
-            metrics=data["metrics"],
-            upload=data["file"],
-        )
-    return services.variants_from_embeddings(
-        name=data["name"],
-        description=data["description"],
-        metrics=data["metrics"],
-        upload=data["file"],
-        ids_upload=data.get("ids_file"),
-    )
-
-
 class VariantUpload(StaffView):
     parser_classes = [MultiPartParser, FormParser]
 
@@ -57,10 +35,7 @@ class VariantUpload(StaffView):
     def post(self, request):
         data = UploadIn(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            variants = upload(data.validated_data)
-        except UploadError as exc:
-            return Response({"detail": str(exc)}, status=400)
+        variants = services.variant_upload(**data.validated_data)
         return Response({"variants": VariantOut(variants, many=True).data}, status=201)
 
 
@@ -73,7 +48,6 @@ class VariantRotation(StaffView):
         data = RotationIn(data=request.data)
         data.is_valid(raise_exception=True)
         variant = services.variant_set_rotation(variant=variant, rotation=data.validated_data["rotation"])
-        rotation_changed()
         return Response(VariantOut(variant).data)
 
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from matching.featurizers import IMAGENET, REGISTRY, UNTRAINED
+from matching.featurizers.torch_models import imagenet_cached
 
-import torch
-from torchvision import models
-
-FINETUNED_WEIGHTS = "weights/finetuned-resnet18.pt"  # under MEDIA_ROOT; written by train_featurizer
+FINETUNED_WEIGHTS = REGISTRY["finetuned"].default_weights  # in the private storage; written by train_featurizer
 
 
 def pretrained_or_untrained(arch: str) -> str:
     """'imagenet' when torchvision's file is already cached here, else 'none' (shown as untrained)."""
-    filename = models.get_model_weights(arch).IMAGENET1K_V1.url.rsplit("/", 1)[-1]
-    return "imagenet" if (Path(torch.hub.get_dir()) / "checkpoints" / filename).exists() else "none"
+    return IMAGENET if imagenet_cached(arch) else UNTRAINED
 
 
 def default_variants() -> list[dict]:

@@ -2,7 +2,10 @@
 
 With Celery, a build sent while the broker is down is not lost: the variant is marked
 `dispatch_pending` with a message, and `resend_pending()` sends it once the broker answers again
-(workers call it on start and every minute; so does `manage.py build_variants`).
+(the `matching.resend_pending` task runs it when a worker starts and then on Celery beat's schedule;
+so does `manage.py build_variants`).
+
+Tasks are sent by name, so this module does not import the task adapters (which import it).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from celery import chain, signature
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
@@ -18,10 +22,17 @@ from matching.models import Variant
 
 log = logging.getLogger(__name__)
 
+STEP_TASKS = ("matching.featurize", "matching.index", "matching.pairs", "matching.evaluate")
 # One build at a time: featurizing already uses every core, and SQLite has one writer.
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsearch-build")
 _futures: list[Future] = []
 BROKER_DOWN = "Waiting for the task broker (Redis is unreachable): the build starts when it is back."
+
+
+def build_signature(variant_id: int, *, queue: str | None = None):
+    """The Celery chain of a variant's build steps (each an idempotent task claiming its step)."""
+    options = {"queue": queue} if queue else {}
+    return chain(*(signature(name, args=(variant_id,), immutable=True, **options) for name in STEP_TASKS))
 
 
 def _run_in_thread(variant_id: int) -> None:
@@ -37,11 +48,9 @@ def _run_in_thread(variant_id: int) -> None:
 def _send_to_celery(variant_id: int) -> bool:
     from kombu.exceptions import OperationalError as BrokerError
 
-    from matching.tasks import build_chain
-
     try:
         # No publish retries: a web request must not wait on a dead broker.
-        build_chain(variant_id).apply_async(retry=False)
+        build_signature(variant_id).apply_async(retry=False)
     except (BrokerError, ConnectionError, OSError) as exc:
         log.warning("broker unreachable, build of variant %s is pending: %s", variant_id, exc)
         Variant.objects.filter(pk=variant_id).update(dispatch_pending=True, error=BROKER_DOWN)
@@ -75,9 +84,3 @@ def resend_pending() -> int:
             break  # still down: try again later
         sent += 1
     return sent
-
-
-def wait_for_threads(timeout: float | None = None) -> None:
-    """Block until thread-mode builds finish (management commands and tests)."""
-    while _futures:
-        _futures.pop(0).result(timeout=timeout)

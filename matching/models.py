@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from matching.featurizers.base import IMAGENET, UNTRAINED
+
 
 class Item(models.Model):
     """One catalog image. The file is stored once per content hash; the crop (bbox) is part of identity."""
@@ -31,9 +33,9 @@ class Item(models.Model):
 
     @property
     def image_url(self) -> str:
-        from django.conf import settings
+        from matching.storage import media_url
 
-        return f"{settings.MEDIA_URL}{self.image}"
+        return media_url(self.image)
 
 
 class BuildStatus(models.TextChoices):
@@ -72,9 +74,9 @@ class FeatureSet(models.Model):
 
     @property
     def weights_label(self) -> str:
-        if self.weights == "none":
+        if self.weights == UNTRAINED:
             return "untrained"
-        if self.weights == "imagenet":
+        if self.weights == IMAGENET:
             return "imagenet"
         if self.weights.startswith("embeddings:"):
             return "uploaded embeddings"
@@ -134,6 +136,10 @@ class Variant(models.Model):
     error = models.TextField(blank=True)
     rotation = models.CharField(max_length=10, choices=Rotation.choices, default=Rotation.ACTIVE, db_index=True)
     dispatch_pending = models.BooleanField(default=False, help_text="The broker was down when the build was sent.")
+    claimed_by = models.CharField(
+        max_length=100, blank=True, default="", help_text="host:pid:nonce of the process running the current step."
+    )
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the claiming process.")
     index_path = models.CharField(max_length=255, blank=True)
     pairs_search = models.CharField(
         max_length=5, blank=True, help_text="How the pairs were found: exact (small catalogs) or annoy."

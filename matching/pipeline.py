@@ -2,33 +2,37 @@
 
 featurize (features .npy + item ids) -> index (.ann + metadata) -> pairs (MatchPair rows) -> evaluate.
 
-State lives in the database, so every step is idempotent: a finished step is a no-op, a step cut
-off half-way resumes, and unique constraints make duplicate pairs impossible.
+State lives in the database, so every step is idempotent: a step is claimed with a conditional UPDATE
+(one process runs it; a redelivered copy whose owner is alive does nothing), a finished step is a no-op,
+a step cut off half-way resumes, and unique constraints make duplicate pairs impossible.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
+import os
+import socket
 import time
-from pathlib import Path
+import uuid
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from matching import featurizers, index
+from matching import featurizers, index, signals
 from matching.evaluation import precision_at, recall_with_ties
+from matching.features import ItemImages, array_save, feature_dir, features_current, features_load
 from matching.featurizers import FeaturizerError
 from matching.models import FeatureSet, Item, MatchPair, Metric, Pair, Variant
-from matching.storage import media_path, temp_path_beside
+from matching.storage import private_path
 
 log = logging.getLogger(__name__)
 
+STAGES = ("featurizing", "indexing", "pairs", "evaluating")
 # Share of the progress bar each stage fills (featurizing dominates the wall time).
 STAGE_SPAN = {"featurizing": (0.0, 0.5), "indexing": (0.5, 0.6), "pairs": (0.6, 0.95), "evaluating": (0.95, 1.0)}
 PAIR_CHUNK = 200  # queries per transaction: a query has all its k pairs or none
@@ -44,62 +48,16 @@ class BuildError(Exception):
 # ---------------------------------------------------------------------------------------- features
 
 
-class ItemImages(Dataset):
-    """Catalog images, cropped to their bbox, through a featurizer's transform."""
-
-    def __init__(self, rows: list[tuple[int, str, list | None]], transform):
-        self.rows = rows
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int):
-        _, name, bbox = self.rows[i]
-        with Image.open(media_path(name)) as image:
-            image = image.convert("RGB")
-            if bbox:
-                image = image.crop(tuple(bbox))
-            return self.transform(image)
-
-
-def feature_dir(feature_set: FeatureSet) -> str:
-    weights = feature_set.weights
-    if weights in {"none", "imagenet"}:
-        slug = weights
-    else:
-        slug = f"{Path(weights).stem[:40]}-{hashlib.sha1(weights.encode()).hexdigest()[:10]}"
-    return f"features/{feature_set.featurizer}/{slug}"
-
-
-def features_load(feature_set: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
-    """(item ids, vectors) of a ready feature set, vectors memory-mapped."""
-    base = Path(feature_set.path)
-    ids = np.load(media_path(str(base.parent / "ids.npy")))
-    vectors = np.load(media_path(feature_set.path), mmap_mode="r")
-    return ids, vectors
-
-
-def _files_current(feature_set: FeatureSet) -> bool:
-    """The feature file exists and is newer than the weights file it came from (retrained in place: stale)."""
-    if not feature_set.path or not media_path(feature_set.path).exists():
-        return False
-    weights = Path(featurizers.resolve_weights(feature_set.weights))
-    if feature_set.weights in {"none", "imagenet"} or not weights.exists():
-        return True
-    return weights.stat().st_mtime <= media_path(feature_set.path).stat().st_mtime
-
-
 def feature_set_compute(*, feature_set: FeatureSet, progress=None) -> FeatureSet:
     """Embed every catalog item with every layer of the featurizer in one pass; other layers' sets are filled too.
 
     Files are written only once every layer's features are complete and finite; a failure marks the set failed.
     """
     feature_set.refresh_from_db()
-    if feature_set.status == FeatureSet.Status.READY and _files_current(feature_set):
+    if feature_set.status == FeatureSet.Status.READY and features_current(feature_set):
         return feature_set
     if feature_set.featurizer == "embeddings":
-        raise BuildError("The uploaded embeddings' files are missing from the media folder: upload them again.")
+        raise BuildError("The uploaded embeddings' files are missing from the build storage: upload them again.")
     rows = list(Item.objects.order_by("id").values_list("id", "image", "bbox"))
     if not rows:
         raise BuildError(
@@ -113,9 +71,9 @@ def feature_set_compute(*, feature_set: FeatureSet, progress=None) -> FeatureSet
         raise
 
     folder = feature_dir(feature_set)
-    _save_npy(f"{folder}/ids.npy", np.array([r[0] for r in rows], dtype=np.int64))
+    array_save(f"{folder}/ids.npy", np.array([r[0] for r in rows], dtype=np.int64))
     for layer, values in out.items():
-        _save_npy(f"{folder}/{layer}.npy", values)
+        array_save(f"{folder}/{layer}.npy", values)
         FeatureSet.objects.filter(featurizer=feature_set.featurizer, weights=feature_set.weights, layer=layer).update(
             status=FeatureSet.Status.READY,
             path=f"{folder}/{layer}.npy",
@@ -154,56 +112,122 @@ def _embed_all(feature_set: FeatureSet, rows: list, progress) -> tuple[dict[str,
     return out, time.perf_counter() - started
 
 
-def _save_npy(relative: str, array: np.ndarray) -> None:
-    tmp = temp_path_beside(relative)
+# ---------------------------------------------------------------------------------------- claiming a step
+
+_HOST = socket.gethostname()
+
+
+def _owner() -> str:
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(claimed_by: str, heartbeat_at) -> bool:
+    """Whether the process that claimed a step may still be running it: on this host, its pid exists; on
+    another host, it showed a sign of life within the lease (VSEARCH_BUILD_LEASE_SECONDS)."""
+    if not claimed_by:
+        return False
+    lease = timedelta(seconds=settings.VSEARCH_BUILD_LEASE_SECONDS)
+    if heartbeat_at is None or heartbeat_at < timezone.now() - lease:
+        return False
+    host, _, rest = claimed_by.partition(":")
+    pid = rest.partition(":")[0]
+    if host != _HOST or not pid.isdigit():
+        return True
     try:
-        with tmp.open("wb") as fh:
-            np.save(fh, array)
-        tmp.replace(media_path(relative))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process with that pid: alive
+    return True
+
+
+def _claim(variant_id: int, stage: str) -> tuple[Variant, str] | None:
+    """Take the variant's `stage` for this process, or None when there is nothing to do: the variant is ready,
+    failed or gone, the stage is already behind it, or another live process holds it."""
+    row = Variant.objects.filter(pk=variant_id).values("status", "stage", "claimed_by", "heartbeat_at").first()
+    if row is None or row["status"] in (Variant.Status.READY, Variant.Status.FAILED):
+        return None
+    if row["status"] == Variant.Status.RUNNING and row["stage"] in STAGES:
+        if STAGES.index(row["stage"]) > STAGES.index(stage):
+            return None  # this step finished; a later one is under way
+        if owner_alive(row["claimed_by"], row["heartbeat_at"]):
+            return None  # a redelivered copy: the process that has it is alive
+    return _take(variant_id, stage, row)
+
+
+def _take(variant_id: int, stage: str, row: dict) -> tuple[Variant, str] | None:
+    """Check-then-write would let two deliveries of one step both run: this UPDATE is conditional on the row
+    being exactly as read, and only the process whose UPDATE changed one row goes on (healthchecks'
+    sendalerts claims its flips the same way)."""
+    owner = _owner()
+    now = timezone.now()
+    fields = {
+        "status": Variant.Status.RUNNING,
+        "stage": stage,
+        "claimed_by": owner,
+        "heartbeat_at": now,
+        "progress": STAGE_SPAN[stage][0],
+    }
+    if row["status"] == Variant.Status.QUEUED:
+        fields["started_at"] = now
+    claimed = Variant.objects.filter(
+        pk=variant_id, status=row["status"], stage=row["stage"], claimed_by=row["claimed_by"]
+    ).update(**fields)
+    if claimed != 1:
+        return None  # another process changed the row between the read and the write: it has the step
+    return Variant.objects.select_related("feature_set").get(pk=variant_id), owner
+
+
+@contextlib.contextmanager
+def claimed_stage(variant_id: int, stage: str):
+    """Claim one stage of a variant's build and run the block as its owner; yields the variant, or None when
+    there is nothing to do. A failure marks the variant failed with a message to act on; the claim is
+    released either way, so the next step (or a rebuild) can take the variant."""
+    claim = _claim(variant_id, stage)
+    if claim is None:
+        yield None
+        return
+    variant, owner = claim
+    try:
+        yield variant
+    except (BuildError, FeaturizerError) as exc:
+        _fail(variant_id, owner, str(exc))
+    except OperationalError:
+        _release(variant_id, owner)
+        raise  # the database blinked: the task retries, the step resumes
+    except Exception as exc:
+        log.exception("variant %s failed while %s", variant_id, stage)
+        _fail(
+            variant_id, owner, f"Unexpected error while {stage}: {exc.__class__.__name__}: {exc}. See the worker log."
+        )
+    else:
+        _release(variant_id, owner)
+
+
+def _release(variant_id: int, owner: str) -> None:
+    Variant.objects.filter(pk=variant_id, claimed_by=owner).update(claimed_by="")
+
+
+def _fail(variant_id: int, owner: str, message: str) -> None:
+    Variant.objects.filter(pk=variant_id, claimed_by=owner).update(
+        status=Variant.Status.FAILED, error=message, claimed_by=""
+    )
+
+
+def _progress(variant_id: int, stage: str, fraction: float) -> None:
+    """Progress is also the owner's heartbeat."""
+    low, high = STAGE_SPAN[stage]
+    Variant.objects.filter(pk=variant_id).update(
+        progress=low + (high - low) * min(1.0, fraction), heartbeat_at=timezone.now()
+    )
 
 
 # ---------------------------------------------------------------------------------------- steps
 
 
-@contextlib.contextmanager
-def _step(variant_id: int, stage: str):
-    """Run one stage if the variant is mid-build; a failure marks it failed with a message to act on.
-
-    Yields the variant, or None when there is nothing to do (ready, failed, or gone).
-    """
-    variant = Variant.objects.filter(pk=variant_id).select_related("feature_set").first()
-    if variant is None or variant.status in (Variant.Status.READY, Variant.Status.FAILED):
-        yield None
-        return
-    fields = {"status": Variant.Status.RUNNING, "stage": stage, "progress": STAGE_SPAN[stage][0]}
-    if variant.status == Variant.Status.QUEUED:
-        fields["started_at"] = timezone.now()
-    Variant.objects.filter(pk=variant_id).update(**fields)
-    try:
-        yield variant
-    except (BuildError, FeaturizerError) as exc:
-        _fail(variant_id, str(exc))
-    except OperationalError:
-        raise  # the database blinked: the task retries, the step resumes
-    except Exception as exc:
-        log.exception("variant %s failed while %s", variant_id, stage)
-        _fail(variant_id, f"Unexpected error while {stage}: {exc.__class__.__name__}: {exc}. See the worker log.")
-
-
-def _fail(variant_id: int, message: str) -> None:
-    Variant.objects.filter(pk=variant_id).update(status=Variant.Status.FAILED, error=message)
-
-
-def _progress(variant_id: int, stage: str, fraction: float) -> None:
-    low, high = STAGE_SPAN[stage]
-    Variant.objects.filter(pk=variant_id).update(progress=low + (high - low) * min(1.0, fraction))
-
-
 def variant_featurize(*, variant_id: int) -> None:
-    with _step(variant_id, "featurizing") as variant:
+    with claimed_stage(variant_id, "featurizing") as variant:
         if variant is None or variant.metric == Metric.RANDOM:
             return
         feature_set_compute(feature_set=variant.feature_set, progress=lambda f: _progress(variant_id, "featurizing", f))
@@ -215,25 +239,19 @@ def index_relative_path(variant: Variant) -> str:
 
 def variant_index(*, variant_id: int) -> None:
     """Build the Annoy index unless one for these features is already in place."""
-    with _step(variant_id, "indexing") as variant:
+    with claimed_stage(variant_id, "indexing") as variant:
         if variant is None or variant.metric == Metric.RANDOM:
             return
         fs = variant.feature_set
         if fs.status != FeatureSet.Status.READY:
             raise BuildError(f"Features {fs} are not ready ({fs.status}): {fs.error or 'build them first'}.")
         relative = index_relative_path(variant)
-        target = media_path(relative)
-        features_mtime = media_path(fs.path).stat().st_mtime
+        target = private_path(relative)
+        features_mtime = private_path(fs.path).stat().st_mtime
         if variant.index_path == relative and target.exists() and target.stat().st_mtime >= features_mtime:
             return
         _, vectors = features_load(fs)
-        index.build(
-            index.prepare(vectors, variant.metric),
-            variant.metric,
-            n_trees=variant.n_trees,
-            seed=variant.seed,
-            path=target,
-        )
+        index.AnnoySearch(variant.metric, n_trees=variant.n_trees, seed=variant.seed).fit(vectors).save(target)
         with transaction.atomic():
             # New index, new neighbours: pairs from an older index must not mix with the new ones.
             MatchPair.objects.filter(variant_id=variant_id).delete()
@@ -247,8 +265,8 @@ def _query_positions(variant: Variant, n: int) -> np.ndarray:
     return np.arange(n)
 
 
-def _catalog_arrays(ids: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
-    """Per position: a group number shared by byte-identical images; and item id -> sha256."""
+def copy_groups(ids: np.ndarray) -> np.ndarray:
+    """Per position: a group number shared by byte-identical images (never matched with each other)."""
     rows = dict(Item.objects.filter(id__in=ids.tolist()).values_list("id", "sha256"))
     missing = [int(i) for i in ids if int(i) not in rows]
     if missing:
@@ -256,34 +274,33 @@ def _catalog_arrays(ids: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
             f"{len(missing)} items were deleted since featurizing (e.g. #{missing[0]}): rebuild the features."
         )
     codes: dict[str, int] = {}
-    groups = np.array([codes.setdefault(rows[int(i)], len(codes)) for i in ids], dtype=np.int64)
-    return groups, rows
+    return np.array([codes.setdefault(rows[int(i)], len(codes)) for i in ids], dtype=np.int64)
+
+
+def variant_searcher(variant: Variant, ids: np.ndarray, vectors, groups: np.ndarray) -> tuple[index.Searcher, str]:
+    """The searcher a variant's pairs come from, and its name: exact up to the metric's size limit, else
+    its Annoy index at the calibrated search_k; random pairs for the control."""
+    if variant.metric == Metric.RANDOM:
+        return index.RandomPairs(seed=variant.seed, ids=ids).fit(groups=groups), ""
+    if len(ids) <= index.exact_limit(variant.metric):
+        return index.ExactSearch(variant.metric).fit(np.asarray(vectors), groups=groups), "exact"
+    annoy = index.AnnoySearch.load(private_path(variant.index_path)).with_groups(groups)
+    search_k = _search_k(variant, annoy, lambda: index.ExactSearch(variant.metric).fit(vectors, groups=groups))
+    return annoy.set_query_arguments(search_k), "annoy"
 
 
 def variant_pairs(*, variant_id: int) -> None:
     """Store each query's top-k neighbours (never itself, never a byte-identical copy), resuming where it stopped."""
-    with _step(variant_id, "pairs") as variant:
+    with claimed_stage(variant_id, "pairs") as variant:
         if variant is None:
             return
-        exact = False
         if variant.metric == Metric.RANDOM:
-            ids = np.array(Item.objects.order_by("id").values_list("id", flat=True), dtype=np.int64)
+            ids, vectors = np.array(Item.objects.order_by("id").values_list("id", flat=True), dtype=np.int64), None
         else:
             ids, vectors = features_load(variant.feature_set)
         if len(ids) < 2:
             raise BuildError(f"The catalog has {len(ids)} item(s); matching needs at least two.")
-        groups, _ = _catalog_arrays(ids)
-        if variant.metric == Metric.RANDOM:
-            finder = _random_finder(variant, ids, groups)
-        else:
-            exact = len(ids) <= index.exact_limit(variant.metric)
-            prepared = index.prepare(np.asarray(vectors), variant.metric)
-            if exact:
-                finder = _exact_finder(variant, prepared, groups)
-            else:
-                ann = index.load(media_path(variant.index_path))
-                finder = _annoy_finder(variant, ann, _search_k(variant, ann, prepared, groups), groups)
-        search = "" if variant.metric == Metric.RANDOM else ("exact" if exact else "annoy")
+        searcher, search = variant_searcher(variant, ids, vectors, copy_groups(ids))
         Variant.objects.filter(pk=variant_id).update(pairs_search=search)
         positions = _query_positions(variant, len(ids))
         done = set(MatchPair.objects.filter(variant_id=variant_id).values_list("query_item_id", flat=True).distinct())
@@ -291,49 +308,13 @@ def variant_pairs(*, variant_id: int) -> None:
         todo = [int(p) for p in positions if int(ids[p]) not in done]
         for start in range(0, len(todo), PAIR_CHUNK):
             chunk = todo[start : start + PAIR_CHUNK]
-            _store_pairs(variant, ids, finder(chunk), order)
+            top, dist = searcher.neighbours(np.array(chunk, dtype=np.int64), variant.k)
+            found = {
+                p: [(int(n), float(d)) for n, d in zip(top[row], dist[row], strict=True) if n >= 0]
+                for row, p in enumerate(chunk)
+            }
+            _store_pairs(variant, ids, found, order)
             _progress(variant_id, "pairs", (len(positions) - len(todo) + start + len(chunk)) / len(positions))
-
-
-# A finder maps query positions to their [(neighbour position, distance)], best first, never a position in
-# the query's group of byte-identical copies.
-
-
-def _annoy_finder(variant: Variant, ann, search_k: int, groups: np.ndarray):
-    def one(position: int) -> list[tuple[int, float]]:
-        want = variant.k + 1
-        while True:
-            nns, dists = index.annoy_neighbours(ann, position, want, search_k)
-            kept = [(n, d) for n, d in zip(nns, dists, strict=True) if groups[n] != groups[position]]
-            if len(kept) >= variant.k or len(nns) < want:
-                return kept[: variant.k]
-            want *= 2  # byte-identical copies took places: ask for more
-
-    return lambda positions: {p: one(p) for p in positions}
-
-
-def _exact_finder(variant: Variant, prepared: np.ndarray, groups: np.ndarray):
-    """Brute force: exact neighbours, the catalog prepared once for every chunk of queries."""
-    search = index.ExactSearch(prepared, variant.metric, exclude=groups)
-
-    def find(positions: list[int]) -> dict[int, list[tuple[int, float]]]:
-        top, dist = search.search(np.array(positions), variant.k)
-        return {
-            p: [(int(n), float(d)) for n, d in zip(top[row], dist[row], strict=True) if n >= 0]
-            for row, p in enumerate(positions)
-        }
-
-    return find
-
-
-def _random_finder(variant: Variant, ids: np.ndarray, groups: np.ndarray):
-    def one(position: int) -> list[tuple[int, float]]:
-        rng = np.random.default_rng([variant.seed, int(ids[position])])
-        candidates = np.flatnonzero(groups != groups[position])
-        picks = rng.choice(candidates, size=min(variant.k, len(candidates)), replace=False)
-        return [(int(p), float(rank)) for rank, p in enumerate(picks)]
-
-    return lambda positions: {p: one(p) for p in positions}
 
 
 def _store_pairs(variant: Variant, ids: np.ndarray, found: dict[int, list[tuple[int, float]]], order: dict[int, int]):
@@ -365,7 +346,7 @@ def _store_pairs(variant: Variant, ids: np.ndarray, found: dict[int, list[tuple[
 
 def variant_evaluate(*, variant_id: int) -> None:
     """P@1 and P@k of the stored pairs against categories; recall@k of the Annoy index. Then: ready."""
-    with _step(variant_id, "evaluating") as variant:
+    with claimed_stage(variant_id, "evaluating") as variant:
         if variant is None:
             return
         rows = list(
@@ -397,6 +378,8 @@ def variant_evaluate(*, variant_id: int) -> None:
             error="",
             ready_at=timezone.now(),
         )
+    if variant is not None:
+        signals.rotation_changed.send(sender=Variant, variant_id=variant_id)
 
 
 def _recall(variant: Variant, queries: list[int]) -> float:
@@ -406,36 +389,40 @@ def _recall(variant: Variant, queries: list[int]) -> float:
     says how good the index is.
     """
     ids, vectors = features_load(variant.feature_set)
-    prepared = index.prepare(np.asarray(vectors), variant.metric)
     position = {int(i): p for p, i in enumerate(ids)}
-    groups, _ = _catalog_arrays(ids)
+    groups = copy_groups(ids)
     rng = np.random.default_rng(variant.seed)
     chosen = np.sort(rng.choice(len(queries), size=min(EVAL_QUERIES, len(queries)), replace=False))
     qpos = np.array([position[queries[i]] for i in chosen])
-    ann = index.load(media_path(variant.index_path))
+    annoy = index.AnnoySearch.load(private_path(variant.index_path)).with_groups(groups)
+    exact = index.ExactSearch(variant.metric).fit(np.asarray(vectors), groups=groups)
     # The budget the pairs were searched with (search_k_used); exact-search variants never set it.
-    return _recall_probe(variant, ann, prepared, groups, qpos)(variant.search_k_used or variant.search_k)
+    return recall_probe(variant.k, annoy, exact, qpos)(variant.search_k_used or variant.search_k)
 
 
-def _recall_probe(variant: Variant, ann, prepared: np.ndarray, groups: np.ndarray, qpos: np.ndarray):
-    """search_k -> Annoy's recall@k on the queries at `qpos` (exact neighbours found once, up front)."""
-    _, exact_dist = index.exact_search(prepared, variant.metric, qpos, variant.k, exclude=groups)
+def recall_probe(k: int, annoy: index.AnnoySearch, exact: index.ExactSearch, qpos: np.ndarray):
+    """search_k -> Annoy's recall@k on the catalog rows at `qpos` (exact neighbours found once, up front).
+
+    Annoy's answers are scored by exact distances, so ties compare like for like.
+    """
+    _, exact_dist = exact.neighbours(qpos, k)
     kth = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.inf for row in exact_dist])
 
     def recall_at(search_k: int) -> float:
-        found = np.full((len(qpos), variant.k), np.inf)
-        annoy = _annoy_finder(variant, ann, search_k, groups)(qpos.tolist())
+        found = np.full((len(qpos), k), np.inf)
+        top, _ = annoy.set_query_arguments(search_k).neighbours(qpos, k)
         for r, p in enumerate(qpos.tolist()):
-            neighbours = [n for n, _ in annoy[p]]
-            if neighbours:  # distances in exact_distances' terms, so ties compare like for like
-                row = index.exact_distances(prepared[[p]], prepared[neighbours], variant.metric)[0]
-                found[r, : len(neighbours)] = row
-        return recall_with_ties(found, kth, variant.k)
+            neighbours = [n for n in top[r] if n >= 0]
+            if neighbours:
+                found[r, : len(neighbours)] = index.exact_distances(
+                    exact.vectors[[p]], exact.vectors[neighbours], exact.metric
+                )[0]
+        return recall_with_ties(found, kth, k)
 
     return recall_at
 
 
-def _search_k(variant: Variant, ann, prepared: np.ndarray, groups: np.ndarray) -> int:
+def _search_k(variant: Variant, annoy: index.AnnoySearch, exact_search) -> int:
     """The search_k to query with: the variant's own, else the smallest doubling of Annoy's default budget
     that reaches TARGET_RECALL on a sample (50 trees at the default budget fell to recall 0.82 at 100k
     items: docs/BENCHMARKS.md, index). Kept on the variant until its index is rebuilt."""
@@ -443,15 +430,20 @@ def _search_k(variant: Variant, ann, prepared: np.ndarray, groups: np.ndarray) -
         search_k = variant.search_k if variant.search_k != -1 else variant.search_k_used
         Variant.objects.filter(pk=variant.pk).update(search_k_used=search_k)
         return search_k
-    n = len(prepared)
+    search_k = calibrated_search_k(variant, annoy, exact_search())
+    Variant.objects.filter(pk=variant.pk).update(search_k_used=search_k)
+    log.info("%s: search_k %d reaches recall@%d >= %.2f", variant, search_k, variant.k, TARGET_RECALL)
+    return search_k
+
+
+def calibrated_search_k(variant: Variant, annoy: index.AnnoySearch, exact: index.ExactSearch) -> int:
+    n = len(exact.vectors)
     rng = np.random.default_rng(variant.seed)
     qpos = np.sort(rng.choice(n, size=min(CALIBRATION_QUERIES, n), replace=False))
-    recall_at = _recall_probe(variant, ann, prepared, groups, qpos)
+    recall_at = recall_probe(variant.k, annoy, exact, qpos)
     search_k = variant.n_trees * (variant.k + 1)  # what Annoy does with -1
     while recall_at(search_k) < TARGET_RECALL and search_k < variant.n_trees * n:
         search_k *= 2  # at n_trees * n every tree is read whole: the search is exhaustive
-    Variant.objects.filter(pk=variant.pk).update(search_k_used=search_k)
-    log.info("%s: search_k %d reaches recall@%d >= %.2f", variant, search_k, variant.k, TARGET_RECALL)
     return search_k
 
 

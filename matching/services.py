@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from matching import dispatch
+from matching import dispatch, signals
 from matching.catalog import BadImage, Entry, check_bbox, check_image, entries_from
-from matching.featurizers import REGISTRY, FeaturizerError, spec_for
+from matching.features import array_save
+from matching.featurizers import REGISTRY, UNTRAINED, FeaturizerError, spec_for
 from matching.models import FeatureSet, Item, Metric, Variant
-from matching.storage import item_image_name, media_path, write_atomic
+from matching.storage import AtomicFile, item_image_name, media_path, private_path, write_atomic
 from matching.uploads import EMBEDDING_SUFFIXES, WEIGHT_SUFFIXES, UploadError, check_weights, read_embeddings
+from vsearch_site.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ def item_add(*, entry: Entry, data: bytes | None = None) -> bool:
     name = item_image_name(checked.sha256, checked.extension)
     wrote_file = not media_path(name).exists()
     if wrote_file:
-        write_atomic(name, checked.data)
+        write_atomic(media_path(name), checked.data)
     try:
         with transaction.atomic():
             Item.objects.create(
@@ -107,7 +105,7 @@ def item_add(*, entry: Entry, data: bytes | None = None) -> bool:
 # ---------------------------------------------------------------------------------------- variants
 
 
-class VariantError(ValueError):
+class VariantError(InvalidInput):
     """A variant cannot be created as asked; the message says why."""
 
 
@@ -117,7 +115,7 @@ def feature_set_get_or_create(*, featurizer: str, layer: str, weights: str) -> F
     except FeaturizerError as exc:
         raise VariantError(str(exc)) from None
     if not spec.uses_weights:
-        weights = "none"
+        weights = UNTRAINED
     feature_set, _ = FeatureSet.objects.get_or_create(featurizer=featurizer, layer=layer, weights=weights)
     return feature_set
 
@@ -125,7 +123,7 @@ def feature_set_get_or_create(*, featurizer: str, layer: str, weights: str) -> F
 def _default_layer(featurizer: str) -> str:
     if featurizer not in REGISTRY:
         raise VariantError(f"Unknown featurizer {featurizer!r}; known: {', '.join(REGISTRY)}.")
-    return REGISTRY[featurizer].layers[0]
+    return REGISTRY[featurizer].layer_names[0]
 
 
 def variant_display_name(feature_set: FeatureSet | None, metric: str) -> str:
@@ -194,7 +192,10 @@ def variant_rebuild(*, variant: Variant) -> Variant:
         FeatureSet.objects.filter(pk=variant.feature_set_id, status=FeatureSet.Status.FAILED).update(
             status=FeatureSet.Status.QUEUED, error=""
         )
-    Variant.objects.filter(pk=variant.pk).update(status=Variant.Status.QUEUED, stage=Variant.Stage.QUEUED, error="")
+    Variant.objects.filter(pk=variant.pk).update(
+        status=Variant.Status.QUEUED, stage=Variant.Stage.QUEUED, error="", claimed_by=""
+    )
+    _rotation_changed(variant.pk)
     dispatch.enqueue_build(variant.pk)
     variant.refresh_from_db()
     return variant
@@ -205,8 +206,17 @@ def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:
     if rotation not in Variant.Rotation.values:
         raise VariantError(f"Unknown rotation {rotation!r}; choose one of {', '.join(Variant.Rotation.values)}.")
     Variant.objects.filter(pk=variant.pk).update(rotation=rotation)
+    _rotation_changed(variant.pk)
     variant.refresh_from_db()
     return variant
+
+
+def _rotation_changed(variant_id: int) -> None:
+    """Tell the layers above (voting drops its cached rotation): now, and again once the write commits, so a
+    request that re-read the old rotation in between does not keep it."""
+    signals.rotation_changed.send(sender=Variant, variant_id=variant_id)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: signals.rotation_changed.send(sender=Variant, variant_id=variant_id))
 
 
 # ---------------------------------------------------------------------------------------- uploads
@@ -233,9 +243,10 @@ def _check_new_names(name: str, metrics: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def _spooled(upload, suffix: str):
-    """Copy an upload to a temporary file under MEDIA_ROOT/uploads (same filesystem as its final place).
+    """Copy an upload into a temporary file of the private storage (the filesystem of its final place).
 
-    Yields (path, sha256); the temporary file is always removed afterwards.
+    Yields (AtomicFile, sha256): set its `target` to keep it (it is renamed there when the block ends without
+    an error); otherwise it is removed.
     """
     if upload.size > settings.VSEARCH_MAX_UPLOAD_BYTES:
         raise UploadError(
@@ -243,19 +254,19 @@ def _spooled(upload, suffix: str):
         )
     if upload.size == 0:
         raise UploadError(f"{upload.name} is empty.")
-    folder = media_path("uploads")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=suffix)
-    path = Path(name)
+    # The spool keeps the upload's suffix: the weights loader picks the format by it.
+    spool = AtomicFile(private_path("uploads"), name="upload", suffix=suffix)
     digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with spool.path.open("wb") as fh:
             for chunk in upload.chunks():
                 digest.update(chunk)
                 fh.write(chunk)
-        yield path, digest.hexdigest()
+        yield spool, digest.hexdigest()
+        if spool.target is not None:
+            spool.commit()
     finally:
-        path.unlink(missing_ok=True)
+        spool.discard()
 
 
 def _create_variants(names: list[str], metrics: list[str], feature_set: FeatureSet, description: str) -> list[Variant]:
@@ -266,6 +277,29 @@ def _create_variants(names: list[str], metrics: list[str], feature_set: FeatureS
     for variant in variants:
         dispatch.enqueue_build(variant.pk)
     return variants
+
+
+def variant_upload(
+    *,
+    kind: str,
+    name: str,
+    metrics: list[str],
+    file,
+    description: str = "",
+    architecture: str = "",
+    layer: str = "",
+    ids_file=None,
+) -> list[Variant]:
+    """A staff upload, weights or embeddings: the one call behind the API and the staff page's form."""
+    if kind == "weights":
+        return variants_from_weights(
+            name=name, description=description, architecture=architecture, layer=layer, metrics=metrics, upload=file
+        )
+    if kind == "embeddings":
+        return variants_from_embeddings(
+            name=name, description=description, metrics=metrics, upload=file, ids_upload=ids_file
+        )
+    raise UploadError(f"Unknown upload kind {kind!r}; choose weights or embeddings.")
 
 
 def variants_from_weights(
@@ -279,24 +313,21 @@ def variants_from_weights(
     suffix = Path(upload.name).suffix.lower()
     if suffix not in WEIGHT_SUFFIXES:
         raise UploadError(f"{upload.name}: weights must be a .pt/.pth state dict or .safetensors file.")
-    with _spooled(upload, suffix) as (tmp, sha):
-        check_weights(tmp, filename=upload.name, architecture=architecture, layer=layer)
+    with _spooled(upload, suffix) as (spool, sha):
+        check_weights(spool.path, filename=upload.name, architecture=architecture, layer=layer)
         relative = f"uploads/weights/{sha}{suffix}"
-        final = media_path(relative)
+        final = private_path(relative)
         placed = not final.exists()
         if placed:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-        try:
-            with transaction.atomic():
-                feature_set, _ = FeatureSet.objects.get_or_create(
-                    featurizer=architecture, layer=layer, weights=relative
-                )
-                variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description)
-        except BaseException:
-            if placed:
-                final.unlink(missing_ok=True)
-            raise
+            spool.target = final
+    try:
+        with transaction.atomic():
+            feature_set, _ = FeatureSet.objects.get_or_create(featurizer=architecture, layer=layer, weights=relative)
+            variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description)
+    except BaseException:
+        if placed:
+            final.unlink(missing_ok=True)
+        raise
     return variants
 
 
@@ -309,12 +340,12 @@ def variants_from_embeddings(
     if suffix not in EMBEDDING_SUFFIXES:
         raise UploadError(f"{upload.name}: embeddings must be .npy (with an id list), .npz or .csv.")
     with contextlib.ExitStack() as stack:
-        tmp, sha = stack.enter_context(_spooled(upload, suffix))
-        ids_tmp = None
+        spool, sha = stack.enter_context(_spooled(upload, suffix))
+        ids_path = None
         if ids_upload is not None:
-            ids_tmp, _ = stack.enter_context(_spooled(ids_upload, ".txt"))
+            ids_path = stack.enter_context(_spooled(ids_upload, ".txt"))[0].path
         embeddings = read_embeddings(
-            tmp, filename=upload.name, ids_path=ids_tmp, ids_filename=getattr(ids_upload, "name", "")
+            spool.path, filename=upload.name, ids_path=ids_path, ids_filename=getattr(ids_upload, "name", "")
         )
     folder = f"features/embeddings/{sha[:16]}"
     written = []
@@ -323,9 +354,7 @@ def variants_from_embeddings(
             (f"{folder}/ids.npy", embeddings.item_ids),
             (f"{folder}/uploaded.npy", embeddings.vectors),
         ):
-            buffer = io.BytesIO()
-            np.save(buffer, array)
-            write_atomic(relative, buffer.getvalue())
+            array_save(relative, array)
             written.append(relative)
         with transaction.atomic():
             feature_set, _ = FeatureSet.objects.update_or_create(
@@ -345,6 +374,6 @@ def variants_from_embeddings(
     except BaseException:
         if not FeatureSet.objects.filter(weights=f"embeddings:{sha}").exists():
             for relative in written:
-                media_path(relative).unlink(missing_ok=True)
+                private_path(relative).unlink(missing_ok=True)
         raise
     return variants

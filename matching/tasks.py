@@ -1,18 +1,13 @@
-"""Celery adapters: take an id, call one pipeline step. Acknowledged late, so a killed worker's step is redelivered."""
+"""Celery adapters: take an id, call one pipeline step. Acknowledged late, so a killed worker's step is redelivered
+(and claimed again only once its owner is gone: pipeline.claimed_stage)."""
 
 from __future__ import annotations
 
-import logging
-
-from celery import chain, shared_task
+from celery import shared_task
 from celery.signals import worker_ready
 from django.db import OperationalError
 
-from matching import pipeline
-
-log = logging.getLogger(__name__)
-
-RESEND_EVERY = 60.0  # seconds between looks for builds that found the broker down
+from matching import dispatch, pipeline
 
 STEP_OPTIONS = dict(
     acks_late=True,
@@ -44,29 +39,13 @@ def evaluate(variant_id: int) -> None:
     pipeline.variant_evaluate(variant_id=variant_id)
 
 
-def build_chain(variant_id: int):
-    return chain(
-        featurize.si(variant_id), build_index.si(variant_id), compute_pairs.si(variant_id), evaluate.si(variant_id)
-    )
+@shared_task(name="matching.resend_pending", ignore_result=True)
+def resend_pending() -> int:
+    """Builds sent while the broker was down; on Celery beat's schedule (CELERY_BEAT_SCHEDULE)."""
+    return dispatch.resend_pending()
 
 
 @worker_ready.connect
 def _resend_when_a_worker_starts(sender=None, **kwargs) -> None:
-    """Builds sent while the broker was down go out once a worker is up (and then every minute)."""
-    import threading
-
-    def loop() -> None:
-        from django.db import close_old_connections
-
-        from matching.dispatch import resend_pending as resend
-
-        while True:
-            try:
-                resend()
-            except Exception as exc:  # the database may be down for a while: keep trying
-                log.warning("could not resend pending builds: %s", exc)
-            finally:
-                close_old_connections()
-            threading.Event().wait(RESEND_EVERY)
-
-    threading.Thread(target=loop, name="vsearch-resend", daemon=True).start()
+    """A worker that starts sends what waited for it at once, not at beat's next tick."""
+    resend_pending.delay()

@@ -18,12 +18,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2 as T
 
+from matching.features import ItemImages
 from matching.featurizers.base import WeightsError
-from matching.featurizers.finetuned import FineTuneNet, checkpoint
+from matching.featurizers.finetuned import DEFAULT_WEIGHTS, FineTuneNet, checkpoint
 from matching.featurizers.torch_models import IMAGENET_MEAN, IMAGENET_STD, imagenet_weights
 from matching.models import Item
-from matching.pipeline import BuildError, ItemImages
-from matching.storage import media_path, temp_path_beside
+from matching.pipeline import BuildError
+from matching.storage import atomic_file, private_path
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _split(labels: np.ndarray, held_out: float, seed: int) -> tuple[np.ndarray, 
 
 def train_featurizer(
     *,
-    out: str = "weights/finetuned-resnet18.pt",
+    out: str = DEFAULT_WEIGHTS,
     backbone: str = "resnet18",
     input_size: int = 64,
     hidden_dim: int = 256,
@@ -65,7 +66,7 @@ def train_featurizer(
     seed: int = 0,
     progress: Callable[[int, int, float, float], None] | None = None,
 ) -> TrainReport:
-    """Train, report held-out accuracy, save weights (atomically) under MEDIA_ROOT/`out`."""
+    """Train, report held-out accuracy, save weights (atomically) at `out` in the private build storage."""
     started = time.perf_counter()
     rows = list(Item.objects.order_by("id").values_list("id", "image", "bbox", "category"))
     classes = sorted({r[3] for r in rows})
@@ -131,14 +132,9 @@ def train_featurizer(
         if progress:
             progress(epoch, epochs, total_loss / len(train_ds), accuracy)
 
-    target = media_path(out)
-    tmp = temp_path_beside(out)
-    try:
+    target = private_path(out)
+    with atomic_file(target) as tmp:
         torch.save(checkpoint(model, backbone=backbone, classes=classes, input_size=input_size, accuracy=accuracy), tmp)
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return TrainReport(
         target, classes, len(train_idx), len(test_idx), accuracy, use_pretrained, time.perf_counter() - started
     )

@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from matching.featurizers import REGISTRY, FeaturizerError, WeightsError
-from matching.featurizers.finetuned import finetuned_featurizer
-from matching.featurizers.torch_models import torchvision_featurizer
 from matching.models import Item
+from vsearch_site.errors import InvalidInput
 
 WEIGHT_SUFFIXES = {".pt", ".pth", ".safetensors"}
 EMBEDDING_SUFFIXES = {".npy", ".npz", ".csv"}
 MAX_DIM = 16384
 
 
-class UploadError(ValueError):
+class UploadError(InvalidInput):
     """An upload that cannot be accepted; the message says why."""
 
 
@@ -36,18 +35,14 @@ def check_weights(path: Path, *, filename: str, architecture: str, layer: str) -
     suffix = Path(filename).suffix.lower()
     if suffix not in WEIGHT_SUFFIXES:
         raise UploadError(f"{filename}: weights must be a .pt/.pth state dict or .safetensors file.")
-    if architecture not in REGISTRY or not REGISTRY[architecture].uses_weights:
-        choices = ", ".join(k for k, s in REGISTRY.items() if s.uses_weights)
+    spec = REGISTRY.get(architecture)
+    if spec is None or not spec.accepts_files:
+        choices = ", ".join(k for k, s in REGISTRY.items() if s.accepts_files)
         raise UploadError(f"Unknown architecture {architecture!r}; choose one of {choices}.")
-    if layer not in REGISTRY[architecture].layers:
-        raise UploadError(
-            f"{architecture} has no layer {layer!r}; choose one of {', '.join(REGISTRY[architecture].layers)}."
-        )
+    if layer not in spec.layer_names:
+        raise UploadError(f"{architecture} has no layer {layer!r}; choose one of {', '.join(spec.layer_names)}.")
     try:
-        if architecture == "finetuned":
-            finetuned_featurizer(str(path))
-        else:
-            torchvision_featurizer(architecture, str(path))
+        spec.featurizer(str(path))
     except (WeightsError, FeaturizerError) as exc:
         raise UploadError(str(exc).replace(path.name, filename)) from None
 

@@ -25,17 +25,19 @@ def isolated_media(settings, tmp_path):
     settings.VSEARCH_TASKS = "eager"
     settings.VSEARCH_ALLOW_DOWNLOADS = False
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Tallies recomputed on every read: a test reads what it just wrote (one test checks the 5 s production cache).
+    settings.VSEARCH_TALLY_SECONDS = 0
     # Pages render without a prior collectstatic (production serves the hashed manifest).
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.WHITENOISE_USE_FINDERS = True
-    from voting import selectors
+    from voting import sampling
     from vsearch_site.celery import app
 
     app.conf.task_always_eager = True
-    selectors._local.clear()  # the per-process memo of the rotation must not outlive a test
+    sampling.memo.clear()  # the per-process memo of the rotation must not outlive a test
     yield settings.MEDIA_ROOT
 
 

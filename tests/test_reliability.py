@@ -12,18 +12,12 @@ from django.core.cache import caches
 from django.core.management import call_command
 
 from matching import dispatch
+from matching.dispatch import build_signature
 from matching.models import FeatureSet, MatchPair, Variant
 from matching.services import variant_create
-from matching.tasks import build_chain
 from tests.voting.conftest import browser, next_card, vote
 from tests.workers import private_redis, shared_redis_url, start_worker, stop, wait_for
 from voting.models import Vote
-
-
-def on_queue(chain, queue: str):
-    for step in chain.tasks:
-        step.set(queue=queue)
-    return chain
 
 
 def pairs_are_complete_and_unique(variant: Variant, items: int) -> None:
@@ -51,7 +45,7 @@ def test_a_worker_killed_mid_build_is_replaced_and_the_build_finishes_exactly_on
     first = start_worker(queue=queue, redis_url=url, log=log, VSEARCH_VISIBILITY_TIMEOUT="20")
     second = None
     try:
-        on_queue(build_chain(variant.pk), queue).apply_async()
+        build_signature(variant.pk, queue=queue).apply_async()
         assert wait_for(lambda: FeatureSet.objects.get(pk=variant.feature_set_id).progress > 0, 120), log.read_text()
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)

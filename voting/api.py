@@ -12,21 +12,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from matching.models import Variant
-from voting import selectors, services
+from voting import leaderboard, sampling, services
 from voting.identity import remember_voter, voter_from_request
 from voting.serializers import (
     CardOut,
     CategoriesOut,
     CategoryRowOut,
     DoneOut,
-    ErrorOut,
     LeaderboardOut,
     LeaderboardRowOut,
     VotedOut,
     VoteIn,
 )
+from voting.tallies import votes_cast
 from voting.throttles import IPRateThrottle, PairRateThrottle, VoterRateThrottle, check_all
 from voting.tokens import token_issue
+from vsearch_site.errors import ErrorOut, NotFound, Unavailable
 
 
 class _Csrf(CsrfViewMiddleware):
@@ -63,13 +64,13 @@ class VoterView(APIView):
         return response
 
 
-def _card_payload(card: selectors.Card, voter, votes_cast: int) -> dict:
+def _card_payload(card: sampling.Card, voter, cast: int) -> dict:
     return CardOut(
         {
             "token": token_issue(voter_id=voter.pk, pair_id=card.pair_id),
             "query": {"image": card.query_image},
             "match": {"image": card.match_image},
-            "votes_cast": votes_cast,
+            "votes_cast": cast,
         }
     ).data
 
@@ -86,24 +87,20 @@ class PairNext(VoterView):
     )
     def get(self, request):
         voter = voter_from_request(request, create=True)
-        votes_cast = selectors.votes_cast(voter)
-        if not selectors.rotation():
-            return Response(
-                {"detail": "No model is ready yet: matches are still being built. Try again in a minute."},
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": "30"},
-            )
-        card = selectors.pair_next_for(voter=voter)
+        cast = votes_cast(voter)
+        if not sampling.rotation():
+            raise Unavailable("No model is ready yet: matches are still being built. Try again in a minute.")
+        card = sampling.pair_next_for(voter=voter)
         if card is None:
             return Response(
                 {
                     "done": True,
-                    "votes_cast": votes_cast,
+                    "votes_cast": cast,
                     "detail": "You have judged every pair we have. Thank you! "
                     "See how the models rank on the leaderboard.",
                 }
             )
-        return Response(_card_payload(card, voter, votes_cast))
+        return Response(_card_payload(card, voter, cast))
 
 
 class VoteCreate(VoterView):
@@ -117,19 +114,16 @@ class VoteCreate(VoterView):
         data.is_valid(raise_exception=True)
         voter = voter_from_request(request, create=False)
         if voter is None:
-            return Response({"detail": "No voter cookie: load a card first (GET /api/pairs/next)."}, status=400)
-        try:
-            services.vote_record(
-                voter=voter,
-                token=data.validated_data["token"],
-                verdict=data.validated_data["verdict"],
-                shown_ms=data.validated_data.get("shown_ms"),
-                ip=IPRateThrottle().get_ident(request),
-            )
-        except services.VoteError as exc:
-            return Response({"detail": str(exc)}, status=exc.status)
+            raise services.VoteRefused("No voter cookie: load a card first (GET /api/pairs/next).")
+        services.vote_record(
+            voter=voter,
+            token=data.validated_data["token"],
+            verdict=data.validated_data["verdict"],
+            shown_ms=data.validated_data.get("shown_ms"),
+            ip=IPRateThrottle().get_ident(request),
+        )
         return Response(
-            {"votes_cast": selectors.votes_cast(voter), "undo_seconds": settings.VSEARCH_UNDO_SECONDS},
+            {"votes_cast": votes_cast(voter), "undo_seconds": settings.VSEARCH_UNDO_SECONDS},
             status=status.HTTP_201_CREATED,
         )
 
@@ -141,18 +135,15 @@ class VoteUndo(VoterView):
     def post(self, request):
         voter = voter_from_request(request, create=False)
         if voter is None:
-            return Response({"detail": "There is no vote to undo."}, status=404)
-        try:
-            pair_id = services.vote_undo(voter=voter)
-        except services.VoteError as exc:
-            return Response({"detail": str(exc)}, status=exc.status)
-        return Response(_card_payload(selectors.card_for(pair_id), voter, selectors.votes_cast(voter)))
+            raise NotFound("There is no vote to undo.")
+        pair_id = services.vote_undo(voter=voter)
+        return Response(_card_payload(sampling.card_of(pair_id), voter, votes_cast(voter)))
 
 
 class Leaderboard(APIView):
     @extend_schema(responses={200: LeaderboardOut})
     def get(self, request):
-        rows = selectors.leaderboard_cached()
+        rows = leaderboard.leaderboard_cached()
         return Response(
             {
                 "confidence": settings.VSEARCH_CONFIDENCE,
@@ -166,5 +157,5 @@ class LeaderboardCategories(APIView):
     @extend_schema(responses={200: CategoriesOut, 404: ErrorOut})
     def get(self, request, variant_id: int):
         variant = get_object_or_404(Variant, pk=variant_id, status=Variant.Status.READY)
-        rows = selectors.category_rows(variant=variant)
+        rows = leaderboard.category_rows(variant=variant)
         return Response({"variant": variant.name, "rows": CategoryRowOut(rows, many=True).data})

@@ -44,10 +44,6 @@ class CategoryRowOut(serializers.Serializer):
     ci_high = serializers.FloatField()
 
 
-class ErrorOut(serializers.Serializer):
-    detail = serializers.CharField()
-
-
 class DoneOut(serializers.Serializer):
     done = serializers.BooleanField()
     detail = serializers.CharField()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,35 +12,36 @@ from django.utils import timezone
 from matching.models import Pair
 from voting.models import Vote, Voter
 from voting.tokens import TokenError, token_read
+from vsearch_site.errors import Conflict, InvalidInput, NotFound
 
 
-class VoteError(Exception):
-    """A vote that cannot be recorded; `status` is the HTTP status that says why."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
+class VoteRefused(InvalidInput):
+    """The vote cannot be taken as sent (verdict, token, a card or voter that is gone)."""
 
 
-@dataclass(frozen=True)
-class Recorded:
-    vote: Vote
-    replay: bool  # the same token was posted again (a client retry): nothing new was stored
+class AlreadyVoted(Conflict):
+    """This voter has a vote on this card already (from another token)."""
+
+
+class NothingToUndo(NotFound):
+    """The voter has no vote to take back."""
+
+
+class UndoTooLate(Conflict):
+    """The last vote is older than the undo window."""
 
 
 VERDICTS = {"dope": True, "nope": False}
 
 
-def vote_record(
-    *, voter: Voter, token: str, verdict: str, shown_ms: int | None = None, ip: str | None = None
-) -> Recorded:
-    """Store one verdict on a served card. Retrying the same token is a replay, not a second vote."""
+def vote_record(*, voter: Voter, token: str, verdict: str, shown_ms: int | None = None, ip: str | None = None) -> Vote:
+    """Store one verdict on a served card. Retrying the same token is a replay: the stored vote, nothing new."""
     if verdict not in VERDICTS:
-        raise VoteError("verdict must be 'dope' or 'nope'.", 400)
+        raise VoteRefused("verdict must be 'dope' or 'nope'.")
     try:
         served = token_read(token, voter_id=voter.pk)
     except TokenError as exc:
-        raise VoteError(str(exc), 400) from None
+        raise VoteRefused(str(exc)) from None
     # The client measures how long the card was on screen; it cannot exceed the time since it was served.
     server_ms = int(served.age_seconds * 1000)
     shown = shown_ms if isinstance(shown_ms, int) and 0 <= shown_ms <= server_ms + 1000 else server_ms
@@ -50,7 +50,7 @@ def vote_record(
     # Inside an outer transaction (tests, a caller's atomic block) a savepoint keeps a conflict from breaking it.
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            vote = Vote.objects.create(
+            return Vote.objects.create(
                 voter=voter,
                 pair_id=served.pair_id,
                 dope=VERDICTS[verdict],
@@ -61,22 +61,21 @@ def vote_record(
     except IntegrityError:
         existing = Vote.objects.filter(voter=voter, pair_id=served.pair_id).first()
         if existing is not None and existing.token_id == served.nonce:
-            return Recorded(existing, replay=True)
+            return existing  # the same token again: a client retry
         if existing is None and not Pair.objects.filter(pk=served.pair_id).exists():
-            raise VoteError("This card no longer exists.", 400) from None
+            raise VoteRefused("This card no longer exists.") from None
         if existing is None and not Voter.objects.filter(pk=voter.pk).exists():
-            raise VoteError("Your voter identity is no longer known: reload the page.", 400) from None
-        raise VoteError("You have already voted on this pair.", 409) from None
-    return Recorded(vote, replay=False)
+            raise VoteRefused("Your voter identity is no longer known: reload the page.") from None
+        raise AlreadyVoted("You have already voted on this pair.") from None
 
 
 def vote_undo(*, voter: Voter) -> int:
     """Delete the voter's latest vote if it is recent enough; returns its card's pair id."""
     last = Vote.objects.filter(voter=voter).order_by("-created_at", "-id").first()
     if last is None:
-        raise VoteError("There is no vote to undo.", 404)
+        raise NothingToUndo("There is no vote to undo.")
     if last.created_at < timezone.now() - timedelta(seconds=settings.VSEARCH_UNDO_SECONDS):
-        raise VoteError(f"Votes can be undone within {settings.VSEARCH_UNDO_SECONDS} seconds; that one is older.", 409)
+        raise UndoTooLate(f"Votes can be undone within {settings.VSEARCH_UNDO_SECONDS} seconds; that one is older.")
     pair_id = last.pair_id
     last.delete()
     return pair_id

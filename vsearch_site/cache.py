@@ -1,14 +1,18 @@
-"""A Redis cache that degrades to "always a miss" while Redis is down, instead of failing requests.
+"""Caching, in one place: a Redis cache that degrades to "always a miss" while Redis is down,
+stale-while-revalidate over it, and a short per-process memo in front of it.
 
-Voting and the leaderboard only use the cache to go faster (rotation, exposure counts) and to
-throttle; with Redis gone they keep working uncached and unthrottled, and log it once per outage.
+Voting and the leaderboard only use the cache to go faster (rotation, vote tallies) and to throttle;
+with Redis gone they keep working uncached, and log it once per outage.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
+from django.core.cache import cache
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import ConnectionError, TimeoutError
@@ -98,3 +102,41 @@ class ResilientRedisCache(RedisCache):
 
     def clear(self):
         self._guard(lambda: super(ResilientRedisCache, self).clear(), None)
+
+
+def revalidated(
+    key: str, max_age: float, compute: Callable[[], Any], *, usable: Callable[[Any], bool] = lambda v: True
+):
+    """Stale-while-revalidate through the shared cache: the last value serves every request; once it is
+    older than `max_age` one process (holding a short cache lock) recomputes while the others keep getting
+    the previous value at once. An aggregate over every vote never runs in every web worker at once."""
+    cached = cache.get(key)
+    if cached is not None and usable(cached[1]):
+        computed_at, value = cached
+        if time.time() - computed_at < max_age or not cache.add(f"{key}:lock", 1, 60):
+            return value
+    try:
+        value = compute()
+        cache.set(key, (time.time(), value), 3600)
+    finally:
+        cache.delete(f"{key}:lock")
+    return value
+
+
+class ProcessMemo:
+    """Values this process reuses for `seconds` before asking the shared cache again (the hot path reads the
+    rotation on every card; a Redis round trip each time cost more than the card's own query)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str):
+        hit = self._values.get(key)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.seconds else None
+
+    def put(self, key: str, value) -> None:
+        self._values[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        self._values.clear()

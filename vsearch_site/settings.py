@@ -116,6 +116,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("VSEARCH_VISIBILITY_TIMEOUT", 3 * 3600, minimum=5)}
 CELERY_TASK_ALWAYS_EAGER = VSEARCH_TASKS == "eager"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery beat (`make serve` runs it inside the worker: `celery worker --beat`; with several workers run one
+# `celery beat` instead). Builds that found the broker down are sent again every minute.
+CELERY_BEAT_SCHEDULE = {
+    "resend-pending-builds": {"task": "matching.resend_pending", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# A build step's owner that has shown no sign of life (progress) for this long is presumed dead on another
+# host, and a redelivered step may take over; on its own host a dead pid is noticed at once.
+VSEARCH_BUILD_LEASE_SECONDS = env_int("VSEARCH_BUILD_LEASE_SECONDS", 600, minimum=1)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -156,7 +165,7 @@ REST_FRAMEWORK = {
         "pairs": env_str("VSEARCH_PAIR_RATE") or "240/min",
     },
     "NUM_PROXIES": env_int("VSEARCH_NUM_PROXIES", 0, minimum=0),
-    "EXCEPTION_HANDLER": "vsearch_site.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "vsearch_site.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -192,6 +201,10 @@ VSEARCH_UNDO_SECONDS = env_int("VSEARCH_UNDO_SECONDS", 30, minimum=0)
 VSEARCH_MIN_VOTES = env_int("VSEARCH_MIN_VOTES", 30, minimum=1)  # fewer: "provisional", not ranked
 VSEARCH_NEW_DAYS = env_int("VSEARCH_NEW_DAYS", 7, minimum=0)  # a variant ready this recently is marked new
 VSEARCH_CONFIDENCE = env_float("VSEARCH_CONFIDENCE", 0.95, minimum=0.5)
+# Vote tallies per variant (card balancing and the leaderboard) are recomputed at most this often, by one process
+# while the others serve the last ones: the aggregate over every vote took 1.1 s at 1M votes and 4.9 s at 10M on
+# PostgreSQL (docs/BENCHMARKS.md, leaderboard).
+VSEARCH_TALLY_SECONDS = env_float("VSEARCH_TALLY_SECONDS", 5.0, minimum=0.0)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the swipe page reads it to send X-CSRFToken

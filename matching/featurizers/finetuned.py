@@ -12,11 +12,12 @@ import torch
 from torch import nn
 from torchvision import models
 
-from matching.featurizers.base import WeightsError
+from matching.featurizers.base import SENTINELS, FeaturizerSpec, Layer, WeightsError, register
 from matching.featurizers.torch_models import TorchFeaturizer, load_state_strict, load_weights_file, standard_transform
 
 BACKBONES = {"resnet18": 512, "resnet50": 2048}
 FORMAT = "vsearch-finetuned-1"
+DEFAULT_WEIGHTS = "weights/finetuned-resnet18.pt"  # in the private storage; written by train_featurizer
 
 
 class FineTuneNet(nn.Module):
@@ -59,7 +60,7 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def finetuned_featurizer(weights: str) -> TorchFeaturizer:
-    if weights in {"none", "imagenet"}:
+    if weights in SENTINELS:
         raise WeightsError("The fine-tuned featurizer needs the weights file written by `manage.py train_featurizer`.")
     data = read_checkpoint(weights)
     model = FineTuneNet(data["backbone"], int(data["hidden_dim"]), len(data["classes"]))
@@ -72,3 +73,16 @@ def finetuned_featurizer(weights: str) -> TorchFeaturizer:
         {"hidden": int(data["hidden_dim"])},
         standard_transform(size=size, resize=int(round(size * 256 / 224))),
     )
+
+
+SPEC = register(
+    FeaturizerSpec(
+        key="finetuned",
+        description="ResNet fine-tuned on the catalog's categories",
+        layers=(Layer("hidden", "hidden"),),  # its width is the checkpoint's hidden_dim
+        build=lambda spec, weights: finetuned_featurizer(weights),
+        sentinels=(),
+        accepts_files=True,
+        default_weights=DEFAULT_WEIGHTS,
+    )
+)

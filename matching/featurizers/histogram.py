@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from matching.featurizers.base import FeaturizerSpec, Layer, register
+
 # 8 hues x 4 saturations x 4 values: coarse enough that small shading changes stay in one bin.
 BINS = (8, 4, 4)
 N_BINS = int(np.prod(BINS))
@@ -35,3 +37,13 @@ class ColourHistogram:
 
     def embed(self, images: list[Image.Image]) -> dict[str, np.ndarray]:
         return self.embed_batch(torch.stack([self.transform(image) for image in images]))
+
+
+SPEC = register(
+    FeaturizerSpec(
+        key=ColourHistogram.key,
+        description="HSV colour histogram (no network)",
+        layers=(Layer("hsv", dim=N_BINS),),
+        build=lambda spec, weights: ColourHistogram(),
+    )
+)

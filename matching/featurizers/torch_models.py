@@ -16,25 +16,12 @@ from torchvision import models
 from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.transforms import v2 as T
 
-from matching.featurizers.base import WeightsError
+from matching.featurizers.base import IMAGENET, UNTRAINED, FeaturizerSpec, Layer, WeightsError, register
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# Layer name -> graph node. fc6/fc7 are tapped before their ReLU so sign-binarization keeps information.
-ARCHITECTURES: dict[str, dict[str, str]] = {
-    "vgg16": {"fc6": "classifier.0", "fc7": "classifier.3"},
-    "resnet18": {"penultimate": "flatten"},
-    "resnet50": {"penultimate": "flatten"},
-}
-DIMS = {
-    ("vgg16", "fc6"): 4096,
-    ("vgg16", "fc7"): 4096,
-    ("resnet18", "penultimate"): 512,
-    ("resnet50", "penultimate"): 2048,
-}
 
 
 def standard_transform(size: int = 224, resize: int = 256) -> Callable[[Image.Image], torch.Tensor]:
@@ -49,11 +36,21 @@ def standard_transform(size: int = 224, resize: int = 256) -> Callable[[Image.Im
     )
 
 
-def imagenet_weights(arch: str):
-    """torchvision's pretrained weights enum: cached file or download, else a clear error."""
+def _imagenet_file(arch: str):
     enum = models.get_model_weights(arch).IMAGENET1K_V1
     filename = enum.url.rsplit("/", 1)[-1]
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    return enum, filename, Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def imagenet_cached(arch: str) -> bool:
+    """Whether torchvision's ImageNet file for `arch` is already on this machine (no download needed)."""
+    _, filename, cache = _imagenet_file(arch)
+    return (cache / filename).exists()
+
+
+def imagenet_weights(arch: str):
+    """torchvision's pretrained weights enum: cached file or download, else a clear error."""
+    enum, filename, cache = _imagenet_file(arch)
     if not (cache / filename).exists() and not settings.VSEARCH_ALLOW_DOWNLOADS:
         raise WeightsError(
             f"ImageNet weights for {arch} are not cached and downloads are off: put {filename} "
@@ -154,13 +151,16 @@ class TorchFeaturizer:
 
 def torchvision_featurizer(arch: str, weights: str) -> TorchFeaturizer:
     """`weights`: 'imagenet', 'none' (random init, seeded) or a path to a state-dict file."""
+    from matching.featurizers.base import REGISTRY
+
+    spec = REGISTRY[arch]
     transform = standard_transform()
-    if weights == "imagenet":
+    if weights == IMAGENET:
         enum, state = imagenet_weights(arch)
         model = models.get_model(arch, weights=None)
         load_state_strict(model, state, source=f"ImageNet weights for {arch}")
         transform = enum.transforms()
-    elif weights == "none":
+    elif weights == UNTRAINED:
         # "Untrained" must still mean the same network every time, without reseeding the caller's RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -171,5 +171,33 @@ def torchvision_featurizer(arch: str, weights: str) -> TorchFeaturizer:
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]  # a training checkpoint that wraps the state dict
         load_state_strict(model, state, source=Path(weights).name)
-    nodes = ARCHITECTURES[arch]
-    return TorchFeaturizer(arch, model, nodes, {layer: DIMS[(arch, layer)] for layer in nodes}, transform)
+    return TorchFeaturizer(
+        arch,
+        model,
+        {layer.name: layer.node for layer in spec.layers},
+        {layer.name: layer.dim for layer in spec.layers},
+        transform,
+    )
+
+
+# fc6/fc7 are tapped before their ReLU (graph nodes classifier.0 and classifier.3), so sign-binarization for
+# Hamming keeps information; the ResNets at the flattened pool output.
+for _key, _description, _layers in (
+    (
+        "vgg16",
+        "VGG16, fully connected layers",
+        (Layer("fc6", "classifier.0", 4096), Layer("fc7", "classifier.3", 4096)),
+    ),
+    ("resnet18", "ResNet-18, penultimate layer", (Layer("penultimate", "flatten", 512),)),
+    ("resnet50", "ResNet-50, penultimate layer", (Layer("penultimate", "flatten", 2048),)),
+):
+    register(
+        FeaturizerSpec(
+            key=_key,
+            description=_description,
+            layers=_layers,
+            build=lambda spec, weights: torchvision_featurizer(spec.key, weights),
+            sentinels=(UNTRAINED, IMAGENET),
+            accepts_files=True,
+        )
+    )

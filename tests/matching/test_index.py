@@ -24,31 +24,25 @@ def vectors() -> np.ndarray:
 
 @pytest.fixture
 def built(tmp_path, vectors):
-    """metric -> (prepared vectors, loaded index) with the variants' default of 20 trees."""
+    """metric -> (prepared vectors, Annoy searcher loaded from its file), 20 trees unless told."""
 
     def build(metric: str, n_trees: int = 20):
-        prepared = index.prepare(vectors, metric)
         path = tmp_path / f"{metric}-{n_trees}.ann"
-        index.build(prepared, metric, n_trees=n_trees, seed=0, path=path)
-        return prepared, index.load(path)
+        index.AnnoySearch(metric, n_trees=n_trees, seed=0).fit(vectors).save(path)
+        return index.prepare(vectors, metric), index.AnnoySearch.load(path)
 
     return build
 
 
-def annoy_top_k(ann, position: int, k: int, search_k: int = -1) -> tuple[list[int], list[float]]:
-    nns, dists = index.annoy_neighbours(ann, position, k + 1, search_k)
-    kept = [(n, d) for n, d in zip(nns, dists, strict=True) if n != position][:k]
-    return [n for n, _ in kept], [d for _, d in kept]
-
-
 @pytest.mark.parametrize("metric", METRICS)
-def test_annoy_neighbours_agree_with_brute_force(built, metric):
-    prepared, ann = built(metric)
+def test_annoy_neighbours_agree_with_brute_force(built, vectors, metric):
+    prepared, annoy = built(metric)
     positions = np.arange(len(prepared))
-    exact = index.exact_neighbours(prepared, metric, positions, K)
+    exact, _ = index.ExactSearch(metric).fit(vectors).neighbours(positions, K)
     distances = index.exact_distances(prepared, prepared, metric)
 
-    found = np.array([[distances[q, n] for n in annoy_top_k(ann, int(q), K)[0]] for q in positions])
+    top, _ = annoy.neighbours(positions, K)
+    found = np.array([[distances[q, n] for n in top[q]] for q in positions])
     kth = distances[positions, exact[:, -1]]
     recall = recall_with_ties(found, kth, K)
 
@@ -56,29 +50,48 @@ def test_annoy_neighbours_agree_with_brute_force(built, metric):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_a_search_budget_covering_the_whole_index_finds_exactly_the_brute_force_neighbours(built, metric):
-    prepared, ann = built(metric, n_trees=10)
-    exact = index.exact_neighbours(prepared, metric, np.arange(50), K)
+def test_a_search_budget_covering_the_whole_index_finds_exactly_the_brute_force_neighbours(built, vectors, metric):
+    prepared, annoy = built(metric, n_trees=10)
+    exact, _ = index.ExactSearch(metric).fit(vectors).neighbours(np.arange(50), K)
     distances = index.exact_distances(prepared, prepared, metric)
 
+    _, dists = annoy.set_query_arguments(10 * len(prepared)).neighbours(np.arange(50), K)
     for q in range(50):
-        _, dists = annoy_top_k(ann, q, K, search_k=10 * len(prepared))
         # Compared by distance: Hamming ties make the identities of the k-th neighbours arbitrary.
-        np.testing.assert_allclose(dists, distances[q, exact[q]], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dists[q], distances[q, exact[q]], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_exact_distances_are_the_distances_annoy_reports(built, metric):
-    prepared, ann = built(metric)
+    prepared, annoy = built(metric)
 
     for q in range(0, 300, 30):
-        nns, dists = annoy_top_k(ann, q, K)
-        expected = index.exact_distances(prepared[[q]], prepared[nns], metric)[0]
-        np.testing.assert_allclose(dists, expected, rtol=1e-4, atol=1e-4)
+        nns, dists = annoy.neighbours(np.array([q]), K)
+        expected = index.exact_distances(prepared[[q]], prepared[nns[0]], metric)[0]
+        np.testing.assert_allclose(dists[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("searcher", ["exact", "annoy"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_query_by_vector_finds_the_textbook_nearest_rows(vectors, metric, searcher):
+    fitted = (
+        index.ExactSearch(metric) if searcher == "exact" else index.AnnoySearch(metric, n_trees=10, search_k=10**6)
+    ).fit(vectors)
+    queries = np.random.default_rng(5).standard_normal((6, 32)).astype(np.float32)  # not rows of the catalog
+
+    top, dists = fitted.batch_query(queries, K)
+    one, one_dists = fitted.query(queries[0], K)
+
+    truth = index.exact_distances(index.prepare(queries, metric), index.prepare(vectors, metric), metric)
+    for row in range(len(queries)):
+        np.testing.assert_allclose(np.sort(dists[row]), np.sort(truth[row])[:K], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(truth[row, top[row]], dists[row], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(one, top[0])
+    np.testing.assert_allclose(one_dists, dists[0], rtol=1e-5)
 
 
 def test_exact_neighbours_are_sorted_and_never_the_query_itself(vectors):
-    exact = index.exact_neighbours(vectors, "l2", np.arange(300), K)
+    exact, _ = index.ExactSearch("l2").fit(vectors).neighbours(np.arange(300), K)
     distances = index.exact_distances(vectors, vectors, "l2")
 
     assert not (exact == np.arange(300)[:, None]).any()
@@ -91,7 +104,7 @@ def test_exact_neighbours_skip_an_excluded_group_and_pad_with_minus_one_when_too
     vectors = np.array([[0.0], [0.1], [0.2], [5.0]], dtype=np.float32)
     groups = np.array([0, 0, 0, 1])  # the first three are copies of one image
 
-    exact = index.exact_neighbours(vectors, "l1", np.array([0, 3]), 3, exclude=groups)
+    exact, _ = index.ExactSearch("l1").fit(vectors, groups=groups).neighbours(np.array([0, 3]), 3)
 
     assert exact.tolist() == [[3, -1, -1], [2, 1, 0]]
 
@@ -105,8 +118,8 @@ def test_hamming_binarizes_by_sign_not_at_one_half():
 def test_hamming_index_counts_small_positive_values_as_set_bits(tmp_path):
     # Annoy alone would pack 0.3 as a 0 bit and call these two vectors identical.
     raw = np.array([[0.3, 0.3, 0.3, 0.3], [-1.0, -1.0, -1.0, -1.0], [1.0, 1.0, 1.0, 1.0]], dtype=np.float32)
-    index.build(index.prepare(raw, "hamming"), "hamming", n_trees=2, seed=0, path=tmp_path / "h.ann")
-    ann = index.load(tmp_path / "h.ann")
+    index.AnnoySearch("hamming", n_trees=2, seed=0).fit(raw).save(tmp_path / "h.ann")
+    ann = index.AnnoySearch.load(tmp_path / "h.ann").annoy
 
     assert ann.get_distance(0, 1) == 4
     assert ann.get_distance(0, 2) == 0
@@ -119,12 +132,12 @@ def test_other_metrics_leave_vectors_unchanged(vectors):
 
 def test_a_rebuilt_index_at_the_same_path_is_the_one_loaded_next(tmp_path):
     path = tmp_path / "x.ann"
-    index.build(np.eye(4, dtype=np.float32), "l2", n_trees=2, seed=0, path=path)
-    assert index.load(path).get_n_items() == 4
+    index.AnnoySearch("l2", n_trees=2, seed=0).fit(np.eye(4, dtype=np.float32)).save(path)
+    assert index.AnnoySearch.load(path).annoy.get_n_items() == 4
 
-    index.build(np.eye(6, dtype=np.float32), "l2", n_trees=2, seed=0, path=path)
+    index.AnnoySearch("l2", n_trees=2, seed=0).fit(np.eye(6, dtype=np.float32)).save(path)
 
-    assert index.load(path).get_n_items() == 6
+    assert index.AnnoySearch.load(path).annoy.get_n_items() == 6
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 

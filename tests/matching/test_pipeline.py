@@ -11,8 +11,9 @@ import torch
 from django.core.management import call_command
 from torchvision import models
 
-from matching import pipeline
+from matching import index, pipeline
 from matching.catalog import Entry
+from matching.features import features_load
 from matching.featurizers.finetuned import FineTuneNet, checkpoint
 from matching.models import FeatureSet, Item, MatchPair, Pair, Variant
 from matching.services import VariantError, item_add, variant_create, variant_rebuild, variant_set_rotation
@@ -85,10 +86,8 @@ def test_each_query_gets_exactly_k_other_items_ranked_by_distance(demo_catalog, 
 
 @pytest.mark.parametrize("metric", ["l2", "hamming"])
 def test_stored_pairs_are_the_exact_nearest_neighbours_on_a_small_catalog(demo_catalog, metric):
-    from matching import index
-
     variant = histogram_variant(metric)
-    ids, vectors = pipeline.features_load(variant.feature_set)
+    ids, vectors = features_load(variant.feature_set)
     prepared = index.prepare(np.asarray(vectors), metric)
     distances = index.exact_distances(prepared, prepared, metric)
     position = {int(i): p for p, i in enumerate(ids)}
@@ -98,7 +97,7 @@ def test_stored_pairs_are_the_exact_nearest_neighbours_on_a_small_catalog(demo_c
         # Every stored match is as close as the exact neighbour of its rank (ties may swap items).
         assert distance == pytest.approx(distances[position[q], position[m]], abs=1e-4)
         assert distance <= np.sort(others)[rank] + 1e-4
-    assert variant.recall_at_k == 1.0  # 20 trees over 30 items search everything
+    assert variant.recall_at_k == 1.0  # 50 trees over 30 items search everything
 
 
 def test_a_byte_identical_copy_is_never_matched_with_its_original(demo_catalog):
@@ -107,7 +106,7 @@ def test_a_byte_identical_copy_is_never_matched_with_its_original(demo_catalog):
 
     variant = histogram_variant("l2")
 
-    ids, vectors = pipeline.features_load(variant.feature_set)
+    ids, vectors = features_load(variant.feature_set)
     position = {int(i): p for p, i in enumerate(ids)}
     # Identical pixels, identical features: without the rule the copy would be the nearest match at distance 0.
     np.testing.assert_array_equal(vectors[position[original.id]], vectors[position[copy.id]])
@@ -454,15 +453,15 @@ def stored_neighbours(variant: Variant) -> dict[int, list[int]]:
 def test_small_catalogs_get_exact_pairs_equal_to_brute_force(demo_catalog):
     variant = histogram_variant("l1")
 
-    ids, vectors = pipeline.features_load(variant.feature_set)
-    exact = np.asarray(
-        [
-            [int(ids[n]) for n in row]
-            for row in pipeline.index.exact_neighbours(np.asarray(vectors), "l1", np.arange(len(ids)), K)
-        ]
-    )
+    ids, vectors = features_load(variant.feature_set)
+    v = np.asarray(vectors, dtype=np.float64)
+    position = {int(i): p for p, i in enumerate(ids)}
     assert variant.pairs_search == "exact"
-    assert stored_neighbours(variant) == {int(q): list(row) for q, row in zip(ids, exact, strict=True)}
+    for query, matches in stored_neighbours(variant).items():
+        # Textbook L1 in float64, not the code under test: the stored matches are the k closest other items.
+        textbook = np.abs(v - v[position[query]]).sum(axis=1)
+        textbook[position[query]] = np.inf
+        np.testing.assert_allclose(textbook[[position[m] for m in matches]], np.sort(textbook)[:K], rtol=1e-5)
 
 
 def test_above_the_exact_threshold_pairs_come_from_annoy_and_recall_measures_the_index(demo_catalog, settings):
@@ -486,14 +485,14 @@ def test_l1_switches_to_annoy_at_its_own_smaller_threshold(demo_catalog, setting
 @pytest.mark.django_db
 def test_search_k_minus_one_doubles_annoys_budget_until_the_sample_reaches_the_target_recall(tmp_path):
     vectors = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
-    pipeline.index.build(vectors, "l2", n_trees=1, seed=0, path=tmp_path / "l2.ann")
-    ann = pipeline.index.load(tmp_path / "l2.ann")
+    index.AnnoySearch("l2", n_trees=1, seed=0).fit(vectors).save(tmp_path / "l2.ann")
+    annoy = index.AnnoySearch.load(tmp_path / "l2.ann")
+    exact = index.ExactSearch("l2").fit(vectors)
     variant = Variant(metric="l2", n_trees=1, k=5, seed=0, search_k=-1)
-    groups = np.arange(200)
 
-    chosen = pipeline._search_k(variant, ann, vectors, groups)
+    chosen = pipeline.calibrated_search_k(variant, annoy, exact)
 
-    recall_at = pipeline._recall_probe(variant, ann, vectors, groups, np.arange(200))  # the same 200 queries
+    recall_at = pipeline.recall_probe(variant.k, annoy, exact, np.arange(200))  # the same 200 queries
     assert chosen > 6  # Annoy's own default, n_trees * (k + 1), fell short
     assert recall_at(chosen) >= pipeline.TARGET_RECALL > recall_at(chosen // 2)
 

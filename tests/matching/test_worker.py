@@ -10,9 +10,9 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from matching.dispatch import build_signature
 from matching.models import MatchPair, Variant
 from matching.services import variant_create
-from matching.tasks import build_chain
 from tests.workers import shared_redis_url, start_worker, stop
 
 BUILD_TIMEOUT = 120  # seconds; the build itself takes a few, the worker's start (torch import) most of the rest
@@ -44,10 +44,7 @@ def test_a_variant_built_by_a_real_worker_is_ready_with_every_pair_once(worker, 
     call_command("make_demo_catalog", n=30, seed=7, size=64, verbosity=0)
     variant = variant_create(featurizer="colour-histogram", metric="l2", k=5, build=False)
 
-    steps = build_chain(variant.pk)
-    for step in steps.tasks:
-        step.set(queue=queue)
-    steps.apply_async()
+    build_signature(variant.pk, queue=queue).apply_async()
 
     deadline = time.monotonic() + BUILD_TIMEOUT
     while time.monotonic() < deadline and process.poll() is None:

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from matching.models import MatchPair, Variant
 from matching.services import variant_set_rotation
 from tests.voting.conftest import add_votes, next_card, vote
-from voting import selectors
+from voting import sampling
 from voting.models import Voter
 
 
@@ -81,7 +81,7 @@ def test_equal_vote_counts_give_every_variant_a_similar_share_of_draws(variants)
 
     draws = Counter()
     for _ in range(400):
-        card = selectors.pair_next_for(voter=voter, rng=rng)
+        card = sampling.pair_next_for(voter=voter, rng=rng)
         for variant_id in by_pair[card.pair_id]:
             draws[variant_id] += 1
 
@@ -96,7 +96,7 @@ def test_a_variant_that_is_behind_on_votes_is_favoured_until_it_catches_up(varia
     newcomer_pairs = set(MatchPair.objects.filter(variant=newcomer).values_list("pair_id", flat=True))
     rng = random.Random(2)
 
-    hits = sum(selectors.pair_next_for(voter=voter, rng=rng).pair_id in newcomer_pairs for _ in range(200))
+    hits = sum(sampling.pair_next_for(voter=voter, rng=rng).pair_id in newcomer_pairs for _ in range(200))
 
     assert hits >= 195  # weights 1 : 1/41^2 -> the leader is drawn about once in 1,700
 
@@ -104,23 +104,22 @@ def test_a_variant_that_is_behind_on_votes_is_favoured_until_it_catches_up(varia
 def test_a_paused_variant_leaves_the_rotation(variants):
     active, paused = variants
     variant_set_rotation(variant=paused, rotation=Variant.Rotation.PAUSED)
-    selectors.rotation_changed()
     voter = Voter.objects.create()
     paused_only = set(MatchPair.objects.filter(variant=paused).values_list("pair_id", flat=True)) - set(
         MatchPair.objects.filter(variant=active).values_list("pair_id", flat=True)
     )
 
-    drawn = {selectors.pair_next_for(voter=voter, rng=random.Random(i)).pair_id for i in range(100)}
+    drawn = {sampling.pair_next_for(voter=voter, rng=random.Random(i)).pair_id for i in range(100)}
 
     assert not drawn & paused_only
 
 
 def test_picking_a_card_takes_a_constant_number_of_indexed_queries(variants):
     voter = Voter.objects.create()
-    selectors.pair_next_for(voter=voter, rng=random.Random(0))  # warm the rotation cache
+    sampling.pair_next_for(voter=voter, rng=random.Random(0))  # warm the rotation cache
 
     with CaptureQueriesContext(connection) as queries:
-        selectors.pair_next_for(voter=voter, rng=random.Random(3))
+        sampling.pair_next_for(voter=voter, rng=random.Random(3))
 
     sql = " ".join(q["sql"].upper() for q in queries.captured_queries)
     assert len(queries.captured_queries) <= 4

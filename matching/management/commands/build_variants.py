@@ -4,10 +4,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from matching.defaults import FINETUNED_WEIGHTS, default_variants
+from matching.dispatch import build_signature
 from matching.models import Item, Variant
 from matching.services import feature_set_get_or_create, variant_create, variant_display_name
-from matching.storage import media_path
-from matching.tasks import build_chain
+from matching.storage import private_path
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         if not Item.objects.exists():
             raise CommandError("The catalog is empty: run make_demo_catalog or import_catalog first.")
         specs = default_variants()
-        if not media_path(FINETUNED_WEIGHTS).exists():
+        if not private_path(FINETUNED_WEIGHTS).exists():
             if no_train:
                 specs = [s for s in specs if s.get("featurizer") != "finetuned"]
             else:
@@ -43,14 +43,14 @@ class Command(BaseCommand):
         todo = list(Variant.objects.exclude(status=Variant.Status.READY).order_by("id"))
         for variant in todo:
             if variant.status == Variant.Status.FAILED:
-                Variant.objects.filter(pk=variant.pk).update(status=Variant.Status.QUEUED, error="")
+                Variant.objects.filter(pk=variant.pk).update(status=Variant.Status.QUEUED, error="", claimed_by="")
             started = time.perf_counter()
             self.stdout.write(f"building {variant.name} ...")
             if worker:
-                build_chain(variant.pk).apply_async()
+                build_signature(variant.pk).apply_async()
                 self._wait(variant)
             else:
-                build_chain(variant.pk).apply()
+                build_signature(variant.pk).apply()
             variant.refresh_from_db()
             took = time.perf_counter() - started
             if variant.status == Variant.Status.READY:

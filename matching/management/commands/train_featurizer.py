@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from matching.featurizers import WeightsError
+from matching.featurizers import REGISTRY, WeightsError
 from matching.pipeline import BuildError
 from matching.training import train_featurizer
 
@@ -12,7 +12,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--out", default="weights/finetuned-resnet18.pt", help="path under MEDIA_ROOT")
+        parser.add_argument(
+            "--out", default=REGISTRY["finetuned"].default_weights, help="path in the private build storage"
+        )
         parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet50"])
         parser.add_argument("--input-size", type=int, default=64)
         parser.add_argument("--hidden-dim", type=int, default=256)

@@ -1,0 +1,67 @@
+"""Domain errors and the one place that turns them into HTTP.
+
+Services raise these (never an HTTP status); the DRF exception handler below maps each kind to its status,
+so views carry no try/except. Every API error is a JSON body with a `detail` message, including the ones
+DRF does not raise itself.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class DomainError(Exception):
+    """Something a person asked for cannot be done; the message says why, for that person."""
+
+
+class InvalidInput(DomainError):
+    """The request itself is wrong: fix it before trying again."""
+
+
+class NotFound(DomainError):
+    """What the request refers to does not exist (or no longer does)."""
+
+
+class Conflict(DomainError):
+    """The request is well formed but clashes with what is stored (a second vote, an undo too late)."""
+
+
+class Unavailable(DomainError):
+    """Not possible right now; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int = 30):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+STATUS = {
+    InvalidInput: status.HTTP_400_BAD_REQUEST,
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+    Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+class ErrorOut(serializers.Serializer):
+    """The error envelope of every API response that is not a success."""
+
+    detail = serializers.CharField()
+
+
+def status_of(exc: DomainError) -> int:
+    for kind, code in STATUS.items():
+        if isinstance(exc, kind):
+            return code
+    return status.HTTP_400_BAD_REQUEST
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
+        return Response({"detail": str(exc)}, status=status_of(exc), headers=headers)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, (list, dict)) and "detail" not in response.data:
+        response.data = {"detail": "The request was not valid.", "errors": response.data}
+    return response
