@@ -59,6 +59,7 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # Benchmarks (not tests): prints tables and writes docs/BENCHMARKS.md. BENCH_ARGS=--quick for a short run.
 bench: $(DEV_STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -52,3 +53,18 @@ def test_unknown_api_paths_answer_json_and_pages_answer_html(db, client):
 
     assert api.status_code == 404 and api.json()["detail"].startswith("No API endpoint")
     assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
+
+
+def test_collectstatic_names_the_hashed_files_inside_es_module_imports(tmp_path, settings):
+    from django.core.management import call_command
+
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "vsearch_site.staticfiles.StaticStorage"}}
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+    main = next((tmp_path / "static/frontend/swipe").glob("main.*.js"))
+    imports = re.findall(r'from "([^"]+)"', main.read_text())
+    assert imports and all(re.search(r"\.[0-9a-f]{12}\.js$", name) for name in imports), imports
+    for name in imports:
+        assert (main.parent / name).resolve().exists()

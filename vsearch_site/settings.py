@@ -143,7 +143,7 @@ MEDIA_ROOT = Path(env_str("VSEARCH_MEDIA_ROOT") or DATA_DIR / "media").resolve()
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "vsearch_site.staticfiles.StaticStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
