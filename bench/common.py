@@ -153,6 +153,7 @@ def django_setup(*, data_dir: Path, database_url: str | None = None, redis_url: 
     os.environ["DJANGO_SETTINGS_MODULE"] = "vsearch_site.settings"
     os.environ["VSEARCH_DATA_DIR"] = str(data_dir)
     os.environ.pop("VSEARCH_MEDIA_ROOT", None)
+    os.environ.pop("VSEARCH_PRIVATE_ROOT", None)
     os.environ["VSEARCH_ALLOW_DOWNLOADS"] = os.environ.get("VSEARCH_ALLOW_DOWNLOADS", "0")
     os.environ["VSEARCH_TASKS"] = "eager"
     if database_url:

@@ -60,7 +60,9 @@ class FeatureSet(models.Model):
     error = models.TextField(blank=True)
     dim = models.PositiveIntegerField(null=True, blank=True)
     n_items = models.PositiveIntegerField(null=True, blank=True)
-    path = models.CharField(max_length=255, blank=True, help_text=".npy under MEDIA_ROOT; item ids beside it.")
+    path = models.CharField(
+        max_length=255, blank=True, help_text=".npy in the private build storage; item ids beside it."
+    )
     seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -28,8 +28,12 @@ def media_url(relative: str) -> str:
 
 
 def private_path(relative: str) -> Path:
-    """A build file: features, indexes, weights, uploads."""
-    return Path(settings.MEDIA_ROOT) / relative
+    """A build file (features, indexes, weights, uploads): in the private storage, never served."""
+    return Path(settings.VSEARCH_PRIVATE_ROOT) / relative
+
+
+# What earlier versions kept under the media root (and served): moved to the private storage by migration 0006.
+BUILD_FOLDERS = ("features", "indexes", "weights", "uploads")
 
 
 def item_image_name(sha256: str, extension: str) -> str:

@@ -21,7 +21,9 @@ def skip_or_fail(reason: str) -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_media(settings, tmp_path):
+    """This test's public media root (catalog images); build files go to `isolated_private` beside it."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VSEARCH_PRIVATE_ROOT = tmp_path / "private"
     settings.VSEARCH_TASKS = "eager"
     settings.VSEARCH_ALLOW_DOWNLOADS = False
     settings.CELERY_TASK_ALWAYS_EAGER = True
@@ -39,6 +41,12 @@ def isolated_media(settings, tmp_path):
     app.conf.task_always_eager = True
     sampling.memo.clear()  # the per-process memo of the rotation must not outlive a test
     yield settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def isolated_private(isolated_media, settings):
+    """This test's private build storage: features, indexes, weights, uploads."""
+    return settings.VSEARCH_PRIVATE_ROOT
 
 
 def png_bytes(colour=(200, 30, 30), size=(48, 40), fmt="PNG") -> bytes:

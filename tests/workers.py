@@ -53,6 +53,7 @@ def start_worker(*, queue: str, redis_url: str, log: Path, **env) -> subprocess.
         REDIS_URL=redis_url,
         VSEARCH_TASKS="celery",
         VSEARCH_MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        VSEARCH_PRIVATE_ROOT=str(settings.VSEARCH_PRIVATE_ROOT),
         VSEARCH_DATA_DIR=str(log.parent / "worker-data"),
         VSEARCH_ALLOW_DOWNLOADS="0",
         DJANGO_SECRET_KEY="worker-test",

@@ -140,6 +140,15 @@ STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("VSEARCH_MEDIA_ROOT") or DATA_DIR / "media").resolve()
+# Public media holds only catalog images (served to anyone under MEDIA_URL). Everything that would name a model
+# if it were public (features, indexes, weights, uploads) lives here, outside it, and is never served.
+VSEARCH_PRIVATE_ROOT = Path(env_str("VSEARCH_PRIVATE_ROOT") or DATA_DIR / "private").resolve()
+VSEARCH_PUBLIC_MEDIA_FOLDERS = ("items",)  # the only folders of MEDIA_ROOT that /media/ serves
+if VSEARCH_PRIVATE_ROOT == MEDIA_ROOT or MEDIA_ROOT in VSEARCH_PRIVATE_ROOT.parents:
+    raise ImproperlyConfigured(
+        f"VSEARCH_PRIVATE_ROOT={VSEARCH_PRIVATE_ROOT} is inside the public media root {MEDIA_ROOT}: build files "
+        "there would be served to anyone. Put it elsewhere."
+    )
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.views.decorators.cache import cache_control
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as django_server_error
@@ -14,6 +14,9 @@ from django.views.static import serve
 
 @cache_control(public=True, max_age=31536000, immutable=True)
 def media(request, path: str):
+    """Catalog images only: anything else under the media root (a build file left by an old install) is 404."""
+    if path.split("/", 1)[0] not in settings.VSEARCH_PUBLIC_MEDIA_FOLDERS:
+        raise Http404("No such image.")
     return serve(request, path, document_root=settings.MEDIA_ROOT)
 
 

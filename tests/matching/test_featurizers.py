@@ -109,12 +109,12 @@ def test_safetensors_weights_load_like_a_pt_file(tmp_path, images):
     np.testing.assert_array_equal(from_pt, from_safetensors)
 
 
-def test_a_relative_weights_path_is_read_under_media_root(isolated_media, images):
-    (isolated_media / "weights").mkdir(parents=True)
-    torch.save(resnet18_state(seed=3), isolated_media / "weights" / "mine.pt")
+def test_a_relative_weights_path_is_read_in_the_private_build_storage(isolated_private, images):
+    (isolated_private / "weights").mkdir(parents=True)
+    torch.save(resnet18_state(seed=3), isolated_private / "weights" / "mine.pt")
 
     relative = featurizers.get("resnet18", "weights/mine.pt").embed(images)["penultimate"]
-    absolute = featurizers.get("resnet18", str(isolated_media / "weights" / "mine.pt")).embed(images)["penultimate"]
+    absolute = featurizers.get("resnet18", str(isolated_private / "weights" / "mine.pt")).embed(images)["penultimate"]
 
     np.testing.assert_array_equal(relative, absolute)
 

@@ -128,16 +128,16 @@ def test_sample_size_builds_pairs_for_that_many_queries_only(demo_catalog):
     assert MatchPair.objects.filter(variant=variant).count() == 12 * K
 
 
-def test_variants_sharing_a_featurizer_share_one_feature_file(demo_catalog, isolated_media):
+def test_variants_sharing_a_featurizer_share_one_feature_file(demo_catalog, isolated_private):
     l1 = histogram_variant("l1")
     cosine = histogram_variant("cosine")
 
     assert l1.feature_set_id == cosine.feature_set_id
-    assert written_files(isolated_media, "features") == [
+    assert written_files(isolated_private, "features") == [
         "features/colour-histogram/none/hsv.npy",
         "features/colour-histogram/none/ids.npy",
     ]
-    assert set(written_files(isolated_media, "indexes")) == {
+    assert set(written_files(isolated_private, "indexes")) == {
         f"indexes/variant-{l1.pk}.ann",
         f"indexes/variant-{l1.pk}.json",
         f"indexes/variant-{cosine.pk}.ann",
@@ -158,7 +158,7 @@ def test_running_a_finished_build_again_changes_nothing(demo_catalog):
     assert Pair.objects.count() == len({(q, m) for q, m, *_ in before})
 
 
-def test_requeueing_a_ready_variant_rebuilds_to_the_same_rows(demo_catalog, isolated_media):
+def test_requeueing_a_ready_variant_rebuilds_to_the_same_rows(demo_catalog, isolated_private):
     variant = histogram_variant("l1")
     before = rows_of(variant)
     Variant.objects.filter(pk=variant.pk).update(status=Variant.Status.QUEUED, p_at_1=None)
@@ -170,15 +170,15 @@ def test_requeueing_a_ready_variant_rebuilds_to_the_same_rows(demo_catalog, isol
     assert rows_of(variant) == before
 
 
-def test_a_deleted_index_is_rebuilt_and_gives_the_same_pairs(demo_catalog, isolated_media):
+def test_a_deleted_index_is_rebuilt_and_gives_the_same_pairs(demo_catalog, isolated_private):
     variant = histogram_variant("l2")
     before = triples(variant)
-    (isolated_media / variant.index_path).unlink()
+    (isolated_private / variant.index_path).unlink()
     Variant.objects.filter(pk=variant.pk).update(status=Variant.Status.QUEUED)
 
     variant = pipeline.variant_build_inline(variant_id=variant.pk)
 
-    assert (isolated_media / variant.index_path).exists()
+    assert (isolated_private / variant.index_path).exists()
     assert triples(variant) == before
     assert MatchPair.objects.filter(variant=variant).count() == len(before)
 
@@ -262,11 +262,11 @@ def assert_nothing_written(variant: Variant, media_root: Path) -> None:
     assert (variant.p_at_1, variant.recall_at_k) == (None, None)
 
 
-def test_weights_of_the_wrong_shapes_fail_the_variant_clearly_and_write_nothing(demo_catalog, isolated_media):
+def test_weights_of_the_wrong_shapes_fail_the_variant_clearly_and_write_nothing(demo_catalog, isolated_private):
     state = models.resnet18(weights=None).state_dict()
     state["fc.weight"] = state["fc.weight"].reshape(512, 1000)
-    (isolated_media / "weights").mkdir(parents=True)
-    torch.save(state, isolated_media / "weights" / "bent.pt")
+    (isolated_private / "weights").mkdir(parents=True)
+    torch.save(state, isolated_private / "weights" / "bent.pt")
 
     variant = variant_create(featurizer="resnet18", weights="weights/bent.pt", metric="l2", k=K)
 
@@ -277,21 +277,21 @@ def test_weights_of_the_wrong_shapes_fail_the_variant_clearly_and_write_nothing(
     )
     assert variant.feature_set.status == FeatureSet.Status.FAILED
     assert variant.feature_set.error == variant.error
-    assert_nothing_written(variant, isolated_media)
+    assert_nothing_written(variant, isolated_private)
 
 
-def test_a_missing_weights_file_fails_the_variant_clearly_and_write_nothing(demo_catalog, isolated_media):
+def test_a_missing_weights_file_fails_the_variant_clearly_and_write_nothing(demo_catalog, isolated_private):
     variant = variant_create(featurizer="finetuned", weights="weights/never-trained.pt", metric="cosine", k=K)
 
     assert variant.status == Variant.Status.FAILED
-    assert variant.error == f"Weights file {isolated_media / 'weights' / 'never-trained.pt'} does not exist."
-    assert_nothing_written(variant, isolated_media)
+    assert variant.error == f"Weights file {isolated_private / 'weights' / 'never-trained.pt'} does not exist."
+    assert_nothing_written(variant, isolated_private)
 
 
-def test_a_variant_that_failed_for_missing_weights_builds_once_the_file_is_there(demo_catalog, isolated_media):
+def test_a_variant_that_failed_for_missing_weights_builds_once_the_file_is_there(demo_catalog, isolated_private):
     variant = variant_create(featurizer="finetuned", weights="weights/ft.pt", metric="cosine", k=K)
     assert variant.status == Variant.Status.FAILED
-    write_finetuned(isolated_media / "weights" / "ft.pt", seed=0, classes=["a", "b"])
+    write_finetuned(isolated_private / "weights" / "ft.pt", seed=0, classes=["a", "b"])
 
     variant = variant_rebuild(variant=variant)
 
@@ -301,12 +301,12 @@ def test_a_variant_that_failed_for_missing_weights_builds_once_the_file_is_there
     assert MatchPair.objects.filter(variant=variant).count() == len(demo_catalog) * K
 
 
-def test_an_empty_catalog_fails_the_variant_clearly_and_writes_nothing(db, isolated_media):
+def test_an_empty_catalog_fails_the_variant_clearly_and_writes_nothing(db, isolated_private):
     variant = histogram_variant("l2")
 
     assert variant.status == Variant.Status.FAILED
     assert variant.error.startswith("The catalog is empty: import images first")
-    assert_nothing_written(variant, isolated_media)
+    assert_nothing_written(variant, isolated_private)
 
 
 def test_a_random_control_on_an_empty_catalog_fails_clearly(db):
@@ -317,20 +317,20 @@ def test_a_random_control_on_an_empty_catalog_fails_clearly(db):
     assert MatchPair.objects.count() == 0
 
 
-def test_weights_retrained_in_place_are_featurized_again_for_the_next_variant(demo_catalog, isolated_media):
-    path = isolated_media / "weights" / "ft.pt"
+def test_weights_retrained_in_place_are_featurized_again_for_the_next_variant(demo_catalog, isolated_private):
+    path = isolated_private / "weights" / "ft.pt"
     write_finetuned(path, seed=0, classes=["a", "b"])
     first = variant_create(featurizer="finetuned", weights="weights/ft.pt", metric="cosine", k=K)
-    old = np.load(isolated_media / first.feature_set.path)
+    old = np.load(isolated_private / first.feature_set.path)
 
     write_finetuned(path, seed=1, classes=["a", "b"])
-    later = os.stat(isolated_media / first.feature_set.path).st_mtime_ns + 10**9
+    later = os.stat(isolated_private / first.feature_set.path).st_mtime_ns + 10**9
     os.utime(path, ns=(later, later))
     second = variant_create(featurizer="finetuned", weights="weights/ft.pt", metric="l2", k=K)
 
     assert second.status == Variant.Status.READY, second.error
     assert second.feature_set_id == first.feature_set_id
-    assert not np.allclose(np.load(isolated_media / second.feature_set.path), old)
+    assert not np.allclose(np.load(isolated_private / second.feature_set.path), old)
 
 
 # ---------------------------------------------------------------------------------------- services

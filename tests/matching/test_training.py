@@ -40,15 +40,15 @@ def quick_training(**overrides):
     return train_featurizer(**{**options, **overrides})
 
 
-def test_training_writes_a_checkpoint_that_loads_without_running_code(demo_catalog, isolated_media):
+def test_training_writes_a_checkpoint_that_loads_without_running_code(demo_catalog, isolated_private):
     torch.manual_seed(0)
     initial = FineTuneNet("resnet18", 16, 10).state_dict()  # what training starts from with seed 0
 
     report = quick_training(seed=0)
 
-    data = torch.load(isolated_media / "weights" / "ft.pt", map_location="cpu", weights_only=True)
+    data = torch.load(isolated_private / "weights" / "ft.pt", map_location="cpu", weights_only=True)
 
-    assert report.path == isolated_media / "weights" / "ft.pt"
+    assert report.path == isolated_private / "weights" / "ft.pt"
     categories = sorted({item.category for item in demo_catalog})
     assert data["classes"] == report.classes == categories
     assert data["held_out_accuracy"] == report.held_out_accuracy
@@ -61,17 +61,17 @@ def test_training_writes_a_checkpoint_that_loads_without_running_code(demo_catal
     # Trained, and from scratch: the new layer and the first convolution both moved.
     assert not torch.equal(data["state_dict"]["hidden.weight"], initial["hidden.weight"])
     assert not torch.equal(data["state_dict"]["backbone.0.weight"], initial["backbone.0.weight"])
-    assert [p.name for p in (isolated_media / "weights").iterdir()] == ["ft.pt"]  # no temporary file left
+    assert [p.name for p in (isolated_private / "weights").iterdir()] == ["ft.pt"]  # no temporary file left
 
 
-def test_training_needs_at_least_two_categories(db, isolated_media):
+def test_training_needs_at_least_two_categories(db, isolated_private):
     for seed in range(3):
         item_add(entry=Entry(path=Path(f"{seed}.png"), category="hat"), data=patterned_png(seed))
 
     with pytest.raises(BuildError, match="Training needs at least two categories in the catalog; it has 1"):
         quick_training()
 
-    assert not (isolated_media / "weights").exists()
+    assert not (isolated_private / "weights").exists()
 
 
 def test_without_cached_imagenet_weights_auto_trains_from_scratch(demo_catalog, no_imagenet_cache):
@@ -85,15 +85,15 @@ def test_asking_for_imagenet_weights_that_are_not_cached_fails_naming_the_file(d
         call_command("train_featurizer", pretrained="imagenet", epochs=1, input_size=32)
 
 
-def test_the_command_reports_what_it_trained_and_where_it_saved(demo_catalog, isolated_media, capsys):
+def test_the_command_reports_what_it_trained_and_where_it_saved(demo_catalog, isolated_private, capsys):
     call_command("train_featurizer", out="weights/cmd.pt", epochs=1, input_size=32, hidden_dim=8, pretrained="none")
 
     out, err = capsys.readouterr()
     assert "Trained resnet18 (random init, whole network) on 20 items" in out
     assert "on 10 items (10 categories)" in out
-    assert f"Saved {isolated_media / 'weights' / 'cmd.pt'}." in out
+    assert f"Saved {isolated_private / 'weights' / 'cmd.pt'}." in out
     assert "epoch 1/1" in err
-    assert (isolated_media / "weights" / "cmd.pt").exists()
+    assert (isolated_private / "weights" / "cmd.pt").exists()
 
 
 @pytest.mark.slow

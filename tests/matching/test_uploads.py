@@ -41,7 +41,16 @@ def staff_api(db) -> APIClient:
 
 
 def snapshot(media: Path) -> tuple:
-    files = sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file()) if media.exists() else []
+    """Rows, and the files of the public media root and of the private build storage beside it."""
+    from django.conf import settings
+
+    files = [
+        str(p.relative_to(root.parent))
+        for root in (Path(media), Path(settings.VSEARCH_PRIVATE_ROOT))
+        if root.exists()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    ]
     return (Variant.objects.count(), FeatureSet.objects.count(), MatchPair.objects.count(), files)
 
 

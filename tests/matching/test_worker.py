@@ -64,4 +64,4 @@ def test_a_variant_built_by_a_real_worker_is_ready_with_every_pair_once(worker, 
     # Done by the worker, not inline here: each step was delivered to it.
     for task in ("matching.featurize", "matching.index", "matching.pairs", "matching.evaluate"):
         assert f"Task {task}[" in output
-    assert (Path(settings.MEDIA_ROOT) / variant.index_path).exists()
+    assert (Path(settings.VSEARCH_PRIVATE_ROOT) / variant.index_path).exists()
