@@ -33,6 +33,7 @@ demo: setup
 	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput -v 0
 	DJANGO_DEBUG=1 $(PY) manage.py make_demo_catalog --n $(DEMO_ITEMS) --seed 0
 	DJANGO_DEBUG=1 $(PY) manage.py build_variants
+	DJANGO_DEBUG=1 $(PY) manage.py make_gold_cards
 	DJANGO_DEBUG=1 $(PY) manage.py evaluate
 	@echo "vsearch is at http://$(HOST):$(PORT)/  (leaderboard: /leaderboard/, staff: /staff/ after 'manage.py createsuperuser')"
 	DJANGO_DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)

@@ -4,6 +4,7 @@ from django.utils.html import format_html
 
 from matching.models import FeatureSet, Item, Variant
 from matching.services import variant_rebuild, variant_set_rotation
+from matching.signals import deletion_blockers
 
 
 @admin.register(Item)
@@ -74,6 +75,22 @@ class VariantAdmin(admin.ModelAdmin):
         "started_at",
         "ready_at",
     ]
+
+    def get_deleted_objects(self, objs, request):
+        """A variant with votes is listed as protected: the admin then refuses to delete it, and says why."""
+        deleted, counts, perms, protected = super().get_deleted_objects(objs, request)
+        for variant in objs:
+            protected += [f"{variant.name}: {reason} (retire it instead)" for reason in deletion_blockers(variant)]
+        return deleted, counts, perms, protected
+
+    def delete_queryset(self, request, queryset):
+        blocked = [v for v in queryset if deletion_blockers(v)]
+        if blocked:
+            messages.error(
+                request, f"Not deleted: {', '.join(v.name for v in blocked)} have votes; retire them instead."
+            )
+            return
+        super().delete_queryset(request, queryset)
 
     @admin.display(description="progress")
     def progress_pct(self, variant: Variant) -> str:

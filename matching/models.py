@@ -8,8 +8,23 @@ from django.db.models import Q
 from matching.featurizers.base import IMAGENET, UNTRAINED
 
 
+class CatalogItems(models.Manager):
+    """The catalog: what featurizers, matches, training and uploads see (gold copies are not part of it)."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(role=Item.Role.CATALOG)
+
+
 class Item(models.Model):
-    """One catalog image. The file is stored once per content hash; the crop (bbox) is part of identity."""
+    """One catalog image. The file is stored once per content hash; the crop (bbox) is part of identity.
+
+    A gold copy (an altered copy of a catalog item, for known-dope gold cards) is stored and served exactly like
+    a catalog image, but is not in the catalog: `Item.objects` leaves it out, `Item.everything` has all.
+    """
+
+    class Role(models.TextChoices):
+        CATALOG = "catalog"
+        GOLD_COPY = "gold-copy"
 
     sha256 = models.CharField(max_length=64, db_index=True)
     image = models.CharField(max_length=255, help_text="Path under MEDIA_ROOT, named by content hash.")
@@ -23,9 +38,15 @@ class Item(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.CATALOG, db_index=True)
+
+    everything = models.Manager()
+    objects = CatalogItems()
 
     class Meta:
         ordering = ["id"]
+        default_manager_name = "objects"
+        base_manager_name = "everything"  # a gold card's pair reaches its copy
         constraints = [models.UniqueConstraint(fields=["sha256", "crop_key"], name="item_unique_image_and_crop")]
 
     def __str__(self) -> str:

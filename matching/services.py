@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from PIL import Image, ImageEnhance, ImageOps
 
 from matching import dispatch, signals
 from matching.catalog import BadImage, Entry, check_bbox, check_image, entries_from
@@ -19,7 +22,7 @@ from matching.featurizers import REGISTRY, UNTRAINED, FeaturizerError, spec_for
 from matching.models import FeatureSet, Item, Metric, Variant
 from matching.storage import AtomicFile, item_image_name, media_path, private_path, write_atomic
 from matching.uploads import EMBEDDING_SUFFIXES, WEIGHT_SUFFIXES, UploadError, check_weights, read_embeddings
-from vsearch_site.errors import InvalidInput
+from vsearch_site.errors import Conflict, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +70,18 @@ def item_add(*, entry: Entry, data: bytes | None = None) -> bool:
             data = entry.path.read_bytes()
         except OSError as exc:
             raise BadImage(f"cannot be read ({exc.strerror or exc})") from None
+    return _item_store(entry=entry, data=data, role=Item.Role.CATALOG) is not None
+
+
+def _item_store(*, entry: Entry, data: bytes, role: str) -> Item | None:
+    """Check and store an image (content-addressed under items/) and its row; None if it is already there."""
     checked = check_image(
         data, max_bytes=settings.VSEARCH_MAX_IMAGE_BYTES, max_pixels=settings.VSEARCH_MAX_IMAGE_PIXELS
     )
     bbox = check_bbox(entry.bbox, checked.width, checked.height)
     crop_key = ",".join(map(str, bbox)) if bbox else ""
-    if Item.objects.filter(sha256=checked.sha256, crop_key=crop_key).exists():
-        return False
+    if Item.everything.filter(sha256=checked.sha256, crop_key=crop_key).exists():
+        return None
 
     name = item_image_name(checked.sha256, checked.extension)
     wrote_file = not media_path(name).exists()
@@ -81,7 +89,7 @@ def item_add(*, entry: Entry, data: bytes | None = None) -> bool:
         write_atomic(media_path(name), checked.data)
     try:
         with transaction.atomic():
-            Item.objects.create(
+            return Item.everything.create(
                 sha256=checked.sha256,
                 image=name,
                 category=entry.category,
@@ -91,15 +99,40 @@ def item_add(*, entry: Entry, data: bytes | None = None) -> bool:
                 source=entry.source[:500],
                 width=checked.width,
                 height=checked.height,
+                role=role,
             )
     except IntegrityError:
         # A concurrent import stored the same image and crop first.
-        return False
+        return None
     except BaseException:
-        if wrote_file and not Item.objects.filter(image=name).exists():
+        if wrote_file and not Item.everything.filter(image=name).exists():
             media_path(name).unlink(missing_ok=True)
         raise
-    return True
+
+
+def gold_copy_add(*, item: Item, rng: np.random.Generator) -> Item:
+    """An altered copy of a catalog item (mirrored, cropped a little, colours nudged), stored and served exactly
+    like a catalog image but outside the catalog: the match of a known-dope gold card."""
+    with Image.open(media_path(item.image)) as original:
+        image = original.convert("RGB")
+    width, height = image.size
+    for _ in range(8):  # a copy whose bytes collide with a stored image (vanishingly rare): alter it again
+        altered = image
+        if rng.random() < 0.5:
+            altered = ImageOps.mirror(altered)
+        keep = rng.uniform(0.86, 0.95)
+        left, top = rng.uniform(0, 1 - keep) * width, rng.uniform(0, 1 - keep) * height
+        box = (int(left), int(top), int(left + keep * width), int(top + keep * height))
+        altered = altered.crop(box).resize((width, height), Image.Resampling.BICUBIC)
+        for enhance in (ImageEnhance.Brightness, ImageEnhance.Color, ImageEnhance.Contrast):
+            altered = enhance(altered).enhance(rng.uniform(0.9, 1.1))
+        buffer = io.BytesIO()
+        altered.save(buffer, format="PNG")
+        entry = Entry(path=Path(item.image), category=item.category, attributes=item.attributes, source="gold copy")
+        copy = _item_store(entry=entry, data=buffer.getvalue(), role=Item.Role.GOLD_COPY)
+        if copy is not None:
+            return copy
+    raise BadImage(f"could not make an altered copy of item #{item.pk} that differs from every stored image")
 
 
 # ---------------------------------------------------------------------------------------- variants
@@ -209,6 +242,19 @@ def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:
     _rotation_changed(variant.pk)
     variant.refresh_from_db()
     return variant
+
+
+def variant_delete(*, variant: Variant) -> None:
+    """Delete a variant and its pairs, unless something refuses (votes on its cards: retire it instead)."""
+    reasons = signals.deletion_blockers(variant)
+    if reasons:
+        raise VariantProtected(f"{variant.name} cannot be deleted: {'; '.join(reasons)}.")
+    variant.delete()
+    _rotation_changed(variant.pk)
+
+
+class VariantProtected(Conflict):
+    """Deleting the variant would lose something (its votes)."""
 
 
 def _rotation_changed(variant_id: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -13,19 +15,24 @@ from rest_framework.views import APIView
 
 from matching.models import Variant
 from voting import leaderboard, sampling, services
-from voting.identity import remember_voter, voter_from_request
+from voting.identity import remember_voter, voter_from_request, voter_key
 from voting.serializers import (
     CardOut,
     CategoriesOut,
-    CategoryRowOut,
     DoneOut,
     LeaderboardOut,
-    LeaderboardRowOut,
     VotedOut,
     VoteIn,
 )
 from voting.tallies import votes_cast
-from voting.throttles import IPRateThrottle, PairRateThrottle, VoterRateThrottle, check_all
+from voting.throttles import (
+    IPRateThrottle,
+    LeaderboardRateThrottle,
+    PairRateThrottle,
+    VoterRateThrottle,
+    check_all,
+    client_address,
+)
 from voting.tokens import token_issue
 from vsearch_site.errors import ErrorOut, NotFound, Unavailable
 
@@ -65,13 +72,10 @@ class VoterView(APIView):
 
 
 def _card_payload(card: sampling.Card, voter, cast: int) -> dict:
+    """The same fields for every card, gold or not; what the server needs back travels inside the token."""
+    token = token_issue(voter_key=voter_key(voter), pair_id=card.pair_id, propensity=card.propensity, gold=card.gold)
     return CardOut(
-        {
-            "token": token_issue(voter_id=voter.pk, pair_id=card.pair_id),
-            "query": {"image": card.query_image},
-            "match": {"image": card.match_image},
-            "votes_cast": cast,
-        }
+        {"token": token, "query": {"image": card.query_image}, "match": {"image": card.match_image}, "votes_cast": cast}
     ).data
 
 
@@ -87,10 +91,11 @@ class PairNext(VoterView):
     )
     def get(self, request):
         voter = voter_from_request(request, create=True)
-        cast = votes_cast(voter)
         if not sampling.rotation():
             raise Unavailable("No model is ready yet: matches are still being built. Try again in a minute.")
-        card = sampling.pair_next_for(voter=voter)
+        past = sampling.history(voter)
+        cast = past.votes
+        card = sampling.pair_next_for(voter=voter, past=past)
         if card is None:
             return Response(
                 {
@@ -115,15 +120,17 @@ class VoteCreate(VoterView):
         voter = voter_from_request(request, create=False)
         if voter is None:
             raise services.VoteRefused("No voter cookie: load a card first (GET /api/pairs/next).")
-        services.vote_record(
+        vote = services.vote_record(
             voter=voter,
             token=data.validated_data["token"],
             verdict=data.validated_data["verdict"],
             shown_ms=data.validated_data.get("shown_ms"),
-            ip=IPRateThrottle().get_ident(request),
+            ip=client_address(request),
         )
+        if voter.pk is None:
+            request._new_voter = vote.voter  # the first vote made the row: the cookie now carries its id
         return Response(
-            {"votes_cast": votes_cast(voter), "undo_seconds": settings.VSEARCH_UNDO_SECONDS},
+            {"votes_cast": votes_cast(vote.voter), "undo_seconds": settings.VSEARCH_UNDO_SECONDS},
             status=status.HTTP_201_CREATED,
         )
 
@@ -136,26 +143,60 @@ class VoteUndo(VoterView):
         voter = voter_from_request(request, create=False)
         if voter is None:
             raise NotFound("There is no vote to undo.")
-        pair_id = services.vote_undo(voter=voter)
-        return Response(_card_payload(sampling.card_of(pair_id), voter, votes_cast(voter)))
+        undone = services.vote_undo(voter=voter)
+        card = sampling.card_of(undone.pair_id, propensity=undone.propensity, gold=undone.gold)
+        return Response(_card_payload(card, voter, votes_cast(voter)))
 
 
-class Leaderboard(APIView):
-    @extend_schema(responses={200: LeaderboardOut})
+def _live(request) -> bool:
+    """Staff see live numbers unless they ask for the public view (?view=public)."""
+    return bool(request.user and request.user.is_staff) and request.query_params.get("view") != "public"
+
+
+class LeaderboardView(APIView):
+    """Public numbers come from the window's snapshot, cached and throttled; staff see live ones."""
+
+    throttle_classes = [LeaderboardRateThrottle]
+
+    def check_throttles(self, request):
+        if not _live(request):
+            waits = check_all(self.get_throttles(), request, self)
+            if waits is None:
+                return super().check_throttles(request)
+            if waits:
+                self.throttled(request, max(waits))
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code == 200:
+            response["Cache-Control"] = "private, no-store" if _live(request) else "public, max-age=60"
+            patch_vary_headers(response, ["Cookie", "Authorization"])  # staff get other numbers at the same URL
+        return response
+
+
+def _snapshot_fields(snapshot) -> dict:
+    return {"live": False, "as_of": snapshot.cutoff, "next_update": snapshot.next_at}
+
+
+class Leaderboard(LeaderboardView):
+    @extend_schema(responses={200: LeaderboardOut, 429: ErrorOut})
     def get(self, request):
-        rows = leaderboard.leaderboard_cached()
-        return Response(
-            {
-                "confidence": settings.VSEARCH_CONFIDENCE,
-                "min_votes": settings.VSEARCH_MIN_VOTES,
-                "rows": LeaderboardRowOut(rows, many=True).data,
-            }
-        )
+        head = {"confidence": settings.VSEARCH_CONFIDENCE, "min_votes": settings.VSEARCH_MIN_VOTES}
+        if _live(request):
+            rows, when = leaderboard.leaderboard_cached(), {"live": True, "as_of": timezone.now(), "next_update": None}
+        else:
+            snapshot = leaderboard.public_snapshot()
+            rows, when = snapshot.rows, _snapshot_fields(snapshot)
+        return Response(LeaderboardOut({**head, **when, "rows": rows}).data)
 
 
-class LeaderboardCategories(APIView):
-    @extend_schema(responses={200: CategoriesOut, 404: ErrorOut})
+class LeaderboardCategories(LeaderboardView):
+    @extend_schema(responses={200: CategoriesOut, 404: ErrorOut, 429: ErrorOut})
     def get(self, request, variant_id: int):
         variant = get_object_or_404(Variant, pk=variant_id, status=Variant.Status.READY)
-        rows = leaderboard.category_rows(variant=variant)
-        return Response({"variant": variant.name, "rows": CategoryRowOut(rows, many=True).data})
+        if _live(request):
+            rows, when = leaderboard.category_rows(variant=variant), {"live": True, "as_of": timezone.now()}
+        else:
+            snapshot = leaderboard.public_snapshot()
+            rows, when = snapshot.categories.get(variant.pk, []), _snapshot_fields(snapshot)
+        return Response(CategoriesOut({"variant": variant.name, **when, "rows": rows}).data)

@@ -1,4 +1,4 @@
-"""Voters (anonymous by default) and their votes on (query, match) cards."""
+"""Voters (anonymous by default), their votes on (query, match) cards, gold cards and the public snapshot."""
 
 from __future__ import annotations
 
@@ -9,11 +9,28 @@ from django.db import models
 
 
 class Voter(models.Model):
-    """An anonymous identity carried by a signed cookie; linked to a user when one logs in."""
+    """An anonymous identity carried by a signed cookie; linked to a user when one logs in. Created at the first
+    vote. Its gold answers and anomaly tests decide whether its votes count (voting.quality)."""
+
+    class StaffDecision(models.TextChoices):
+        NONE = "", "automatic"
+        INCLUDE = "include", "always counted"
+        EXCLUDE = "exclude", "never counted"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    excluded = models.BooleanField(default=False, db_index=True, help_text="Its votes leave the leaderboard.")
+    excluded_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it is excluded or flagged, for a person.")
+    flags = models.JSONField(default=list, blank=True, help_text="gold, anomalous, fast, streak")
+    staff_decision = models.CharField(max_length=10, choices=StaffDecision.choices, default="", blank=True)
+    gold_right = models.PositiveIntegerField(default=0)
+    gold_wrong = models.PositiveIntegerField(default=0)
+    anomaly_p = models.FloatField(null=True, blank=True, help_text="Fisher-combined p of its votes against others'.")
+    reviewed_votes = models.PositiveIntegerField(default=0, help_text="Votes seen by the last review.")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"voter {str(self.uuid)[:8]}"
@@ -29,6 +46,10 @@ class Vote(models.Model):
         max_length=32, unique=True, help_text="Nonce of the served token: a retried POST is a replay."
     )
     ip = models.GenericIPAddressField(null=True, blank=True)
+    gold = models.BooleanField(
+        null=True, blank=True, help_text="Served as a gold card: its known answer (never counts for a model)."
+    )
+    propensity = models.FloatField(null=True, blank=True, help_text="The probability the card had of being drawn.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["voter", "pair"], name="vote_once_per_voter_and_pair")]
@@ -36,3 +57,45 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{'dope' if self.dope else 'nope'} by {self.voter} on card {self.pair_id}"
+
+
+class GoldCard(models.Model):
+    """A card whose answer is known: it measures the voter, never a model.
+
+    Known dope: an item beside an altered copy of itself (flip, crop, slight colour change); known nope: two items
+    of different categories, as the random control draws them.
+    """
+
+    class Kind(models.TextChoices):
+        COPY = "copy", "item and an altered copy (dope)"
+        OTHER = "other", "items of different categories (nope)"
+
+    pair = models.OneToOneField("matching.Pair", on_delete=models.PROTECT, related_name="gold")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    seq = models.PositiveIntegerField(unique=True, help_text="0..n-1, for O(1) random draws.")
+
+    def __str__(self) -> str:
+        return f"gold {self.kind} #{self.seq}"
+
+    @property
+    def expected(self) -> bool:
+        return self.kind == self.Kind.COPY
+
+
+class PublicSnapshot(models.Model):
+    """The leaderboard as the public sees it during one window: votes older than the window before it, frozen.
+
+    No public number moves in real time, so nobody can vote, watch which model's count moved, undo and vote again.
+    """
+
+    window_start = models.DateTimeField(unique=True)
+    cutoff = models.DateTimeField(help_text="Votes cast before this are in the snapshot.")
+    taken_at = models.DateTimeField(auto_now_add=True)
+    rows = models.JSONField(default=list)
+    categories = models.JSONField(default=dict, help_text="variant id -> its rows per query category")
+
+    class Meta:
+        ordering = ["-window_start"]
+
+    def __str__(self) -> str:
+        return f"public leaderboard of votes before {self.cutoff:%Y-%m-%d %H:%M}"

@@ -58,9 +58,15 @@ class VotedOut(serializers.Serializer):
 class LeaderboardOut(serializers.Serializer):
     confidence = serializers.FloatField()
     min_votes = serializers.IntegerField()
+    live = serializers.BooleanField(help_text="Staff: live numbers. Everyone else: the window's snapshot.")
+    as_of = serializers.DateTimeField(help_text="Votes cast before this are counted.")
+    next_update = serializers.DateTimeField(allow_null=True, help_text="When the public snapshot is taken again.")
     rows = LeaderboardRowOut(many=True)
 
 
 class CategoriesOut(serializers.Serializer):
     variant = serializers.CharField()
+    live = serializers.BooleanField()
+    as_of = serializers.DateTimeField()
+    next_update = serializers.DateTimeField(allow_null=True, required=False)
     rows = CategoryRowOut(many=True)

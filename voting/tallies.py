@@ -1,8 +1,12 @@
-"""Vote counts: per variant (one aggregate, shared by card sampling and the leaderboard) and per voter."""
+"""Vote counts: per variant (one aggregate, shared by card balancing and the leaderboard) and per voter.
+
+Only counted votes count for a model: never a gold card's, never an excluded voter's.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, Q
@@ -20,21 +24,26 @@ class Tally:
     approvals: int
 
 
-def vote_totals(group_by: str, **filters) -> dict:
-    """Votes and approvals per group (a variant, a category...): one aggregate query over match pairs joined
-    to votes. A vote on a card that several variants produced counts for each of them."""
+def vote_totals(group_by: str | tuple[str, ...], *, before: datetime | None = None, **filters) -> dict:
+    """Votes and approvals per group (a variant, a category, both...): one aggregate query over match pairs
+    joined to counted votes. A vote on a card that several variants produced counts for each of them."""
+    groups = (group_by,) if isinstance(group_by, str) else tuple(group_by)
+    counted = {"pair__votes__gold__isnull": True, "pair__votes__voter__excluded": False}
+    if before is not None:
+        counted["pair__votes__created_at__lt"] = before
     rows = (
-        MatchPair.objects.filter(pair__votes__isnull=False, **filters)
-        .values(group_by)
+        MatchPair.objects.filter(**counted, **filters)
+        .values(*groups)
         .annotate(votes=Count("pair__votes"), approvals=Count("pair__votes", filter=Q(pair__votes__dope=True)))
         .order_by()
     )
-    return {row[group_by]: Tally(row["votes"], row["approvals"]) for row in rows}
+    key = (lambda row: row[groups[0]]) if len(groups) == 1 else (lambda row: tuple(row[g] for g in groups))
+    return {key(row): Tally(row["votes"], row["approvals"]) for row in rows}
 
 
-def variant_tallies() -> dict[int, Tally]:
-    """Votes and approvals per variant, now."""
-    return vote_totals("variant_id")
+def variant_tallies(*, before: datetime | None = None) -> dict[int, Tally]:
+    """Counted votes and approvals per variant, now (or of the votes cast before `before`)."""
+    return vote_totals("variant_id", before=before)
 
 
 def variant_tallies_cached() -> dict[int, Tally]:
@@ -43,4 +52,4 @@ def variant_tallies_cached() -> dict[int, Tally]:
 
 
 def votes_cast(voter: Voter) -> int:
-    return Vote.objects.filter(voter=voter).count()
+    return 0 if voter.pk is None else Vote.objects.filter(voter_id=voter.pk).count()

@@ -51,8 +51,13 @@ class ResilientRedisCache(RedisCache):
         self._class = _ReusedClient
 
     def hit_many(self, windows, version=None):
+        """Counts after the hits, or None while Redis is down (the caller falls back to counting locally)."""
         windows = {self.make_and_validate_key(k, version=version): s for k, s in windows.items()}
-        return self._guard(lambda: self._cache.hit_many(windows), [0] * len(windows))
+        return self._guard(lambda: self._cache.hit_many(windows), None)
+
+    @classmethod
+    def is_down(cls) -> bool:
+        return time.monotonic() < cls._down_until
 
     def _guard(self, call, default):
         now = time.monotonic()

@@ -120,6 +120,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # `celery beat` instead). Builds that found the broker down are sent again every minute.
 CELERY_BEAT_SCHEDULE = {
     "resend-pending-builds": {"task": "matching.resend_pending", "schedule": 60.0},
+    "review-voters": {"task": "voting.review_voters", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # A build step's owner that has shown no sign of life (progress) for this long is presumed dead on another
@@ -172,6 +173,7 @@ REST_FRAMEWORK = {
         "votes": env_str("VSEARCH_VOTE_RATE") or "120/min",
         "votes_ip": env_str("VSEARCH_VOTE_IP_RATE") or "6000/min",
         "pairs": env_str("VSEARCH_PAIR_RATE") or "240/min",
+        "leaderboard": env_str("VSEARCH_LEADERBOARD_RATE") or "120/min",
     },
     "NUM_PROXIES": env_int("VSEARCH_NUM_PROXIES", 0, minimum=0),
     "EXCEPTION_HANDLER": "vsearch_site.errors.exception_handler",
@@ -214,6 +216,33 @@ VSEARCH_CONFIDENCE = env_float("VSEARCH_CONFIDENCE", 0.95, minimum=0.5)
 # while the others serve the last ones: the aggregate over every vote took 1.1 s at 1M votes and 4.9 s at 10M on
 # PostgreSQL (docs/BENCHMARKS.md, leaderboard).
 VSEARCH_TALLY_SECONDS = env_float("VSEARCH_TALLY_SECONDS", 5.0, minimum=0.0)
+# Blindness. The public leaderboard and its per-category rows come from a snapshot taken once per window of this
+# many seconds, of the votes cast before the previous window began: no public number moves with a vote, and a vote
+# shows up 1-2 windows later, long after its undo window. Staff see live numbers.
+VSEARCH_PUBLIC_SNAPSHOT_SECONDS = env_int("VSEARCH_PUBLIC_SNAPSHOT_SECONDS", 600, minimum=1)
+# Balancing is gentle: a model's share of the draws stays within these multiples of the uniform share.
+VSEARCH_BALANCE_MIN_SHARE = env_float("VSEARCH_BALANCE_MIN_SHARE", 0.5, minimum=0.0)
+VSEARCH_BALANCE_MAX_SHARE = env_float("VSEARCH_BALANCE_MAX_SHARE", 2.0, minimum=1.0)
+if VSEARCH_BALANCE_MIN_SHARE > 1.0:
+    raise ImproperlyConfigured(f"VSEARCH_BALANCE_MIN_SHARE={VSEARCH_BALANCE_MIN_SHARE} must be at most 1.")
+# Gold cards (known answers) measure each voter: GOLD_IN_FIRST of the first GOLD_FIRST_CARDS cards, then about
+# 1 in GOLD_EVERY (0: none after the first cards). GOLD_CARDS: how many build_variants prepares, half of each kind.
+VSEARCH_GOLD_FIRST_CARDS = env_int("VSEARCH_GOLD_FIRST_CARDS", 10, minimum=1)
+VSEARCH_GOLD_IN_FIRST = env_int("VSEARCH_GOLD_IN_FIRST", 3, minimum=0)
+VSEARCH_GOLD_EVERY = env_int("VSEARCH_GOLD_EVERY", 15, minimum=0)
+VSEARCH_GOLD_CARDS = env_int("VSEARCH_GOLD_CARDS", 200, minimum=0)
+if VSEARCH_GOLD_IN_FIRST > VSEARCH_GOLD_FIRST_CARDS:
+    raise ImproperlyConfigured("VSEARCH_GOLD_IN_FIRST cannot exceed VSEARCH_GOLD_FIRST_CARDS.")
+# Voter quality (voting/quality.py): a voter credibly below GOLD_MIN_ACCURACY on gold cards (posterior probability
+# above GOLD_CREDIBILITY) is excluded; so is one whose votes are credibly unlike everyone else's (Fisher-combined
+# p below ANOMALY_ALPHA) unless their gold answers vouch for them (P(accuracy > GOLD_MIN_ACCURACY) >= GOLD_VOUCHES).
+VSEARCH_GOLD_MIN_ACCURACY = env_float("VSEARCH_GOLD_MIN_ACCURACY", 0.7, minimum=0.0)
+VSEARCH_GOLD_CREDIBILITY = env_float("VSEARCH_GOLD_CREDIBILITY", 0.95, minimum=0.5)
+VSEARCH_GOLD_VOUCHES = env_float("VSEARCH_GOLD_VOUCHES", 0.9, minimum=0.0)
+VSEARCH_ANOMALY_ALPHA = env_float("VSEARCH_ANOMALY_ALPHA", 1e-4, minimum=0.0)
+VSEARCH_ANOMALY_FLAG_ALPHA = env_float("VSEARCH_ANOMALY_FLAG_ALPHA", 1e-2, minimum=0.0)
+VSEARCH_FAST_MS = env_int("VSEARCH_FAST_MS", 400, minimum=0)  # median time on screen below this: flagged "fast"
+VSEARCH_STREAK = env_int("VSEARCH_STREAK", 25, minimum=2)  # this many identical verdicts in a row: flagged
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the swipe page reads it to send X-CSRFToken

@@ -21,7 +21,8 @@ def media(request, path: str):
 
 
 def health(request):
-    """Database, cache/broker and worker status; 503 when the database is down."""
+    """Database, cache/broker and worker status: "ok"; "degraded" (200) when Redis is down (voting goes on,
+    throttled per process, builds wait); "error" (503) when the database is down."""
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:
@@ -43,7 +44,9 @@ def health(request):
         checks["redis"] = "not configured"
         checks["workers"] = f"in-process ({settings.VSEARCH_TASKS})"
     healthy = checks["database"] == "ok"
-    return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)
+    degraded = checks["redis"].startswith("error") or checks.get("workers") == "none online"
+    status = "error" if not healthy else "degraded" if degraded else "ok"
+    return JsonResponse({"status": status, "checks": checks}, status=200 if healthy else 503)
 
 
 def not_found(request, exception=None):

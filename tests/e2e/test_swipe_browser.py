@@ -68,6 +68,16 @@ def card_centre(page) -> tuple[float, float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"]
 
 
+def log_in_as_staff(page, live_server, then: str) -> None:
+    from django.contrib.auth.models import User
+
+    User.objects.create_user("carol", password="a long enough password", is_staff=True)
+    page.goto(f"{live_server.url}/admin/login/?next={then}")
+    page.fill("#id_username", "carol")
+    page.fill("#id_password", "a long enough password")
+    page.click("input[type=submit]")
+
+
 def test_desktop_mouse_drag_and_arrow_key_vote_and_the_leaderboard_counts_them(
     browser_context, live_server, two_variants
 ):
@@ -89,8 +99,17 @@ def test_desktop_mouse_drag_and_arrow_key_vote_and_the_leaderboard_counts_them(
     expect_count(page, 2)
     assert votes_by_card() == {first: True, second: False}
 
+    # The public board is a snapshot that leaves out the newest votes: these two are not on it yet...
     page.goto(live_server.url + "/leaderboard/")
     expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    expect(page.get_by_test_id("status")).to_contain_text("Votes cast before")
+    public = page.request.get(live_server.url + "/api/leaderboard").json()
+    assert public["live"] is False and sum(r["votes"] for r in public["rows"]) == 0
+
+    # ...staff see them live.
+    log_in_as_staff(page, live_server, then="/leaderboard/")
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    expect(page.get_by_test_id("status")).to_contain_text("Live numbers")
     expect(page.get_by_test_id("chart")).to_be_visible()
     api = {row["variant_id"]: row for row in page.request.get(live_server.url + "/api/leaderboard").json()["rows"]}
     rows = page.get_by_test_id("leaderboard-row")

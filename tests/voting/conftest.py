@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 import types
 
 import pytest
@@ -19,7 +20,9 @@ _tokens = itertools.count()
 @pytest.fixture(autouse=True)
 def fixed_throttle_window(monkeypatch):
     """Throttles count in fixed windows; a test must not straddle a window's end by chance."""
-    monkeypatch.setattr("voting.throttles.time", types.SimpleNamespace(time=lambda: 1_800_000_000.0))
+    monkeypatch.setattr(
+        "voting.throttles.time", types.SimpleNamespace(time=lambda: 1_800_000_000.0, monotonic=time.monotonic)
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +58,16 @@ def alice(db) -> APIClient:
 @pytest.fixture
 def bob(db) -> APIClient:
     return browser()
+
+
+@pytest.fixture
+def staff(db) -> APIClient:
+    """A staff member's client: the leaderboard live, not the public snapshot."""
+    from django.contrib.auth.models import User
+
+    client = APIClient()
+    client.force_authenticate(User.objects.create_user("carol", is_staff=True))
+    return client
 
 
 def next_card(client: APIClient) -> dict:

@@ -43,7 +43,7 @@ def test_variants_whose_intervals_overlap_share_a_rank_group():
     assert [(r.rank, r.rank_group) for r in rows] == [(1, "1–2"), (2, "1–2"), (3, "3")]
 
 
-def test_leaderboard_ranks_by_approval_and_puts_provisional_variants_last(variants, settings, client):
+def test_leaderboard_ranks_by_approval_and_puts_provisional_variants_last(variants, settings, staff):
     settings.VSEARCH_MIN_VOTES = 20
     histogram, random_pairs = variants
     # Random pairs of another seed: few cards in common with the others, so its count stays its own.
@@ -52,7 +52,7 @@ def test_leaderboard_ranks_by_approval_and_puts_provisional_variants_last(varian
     add_votes(random_pairs, dope=5, nope=35)
     add_votes(lonely, dope=3, nope=0)
 
-    body = client.get("/api/leaderboard").json()
+    body = staff.get("/api/leaderboard").json()
 
     provisional = [r["provisional"] for r in body["rows"]]
     assert provisional == sorted(provisional)  # every ranked row before every provisional one
@@ -76,11 +76,11 @@ def test_the_leaderboard_is_one_aggregate_query_however_many_votes(variants):
     assert len(queries.captured_queries) == 2  # vote totals per variant + the variants themselves
 
 
-def test_per_category_approval_for_a_variant(variants, client):
+def test_per_category_approval_for_a_variant(variants, staff):
     histogram = variants[0]
     add_votes(histogram, dope=6, nope=2)
 
-    body = client.get(f"/api/leaderboard/{histogram.pk}/categories").json()
+    body = staff.get(f"/api/leaderboard/{histogram.pk}/categories").json()
 
     assert body["variant"] == histogram.name
     assert sum(r["votes"] for r in body["rows"]) >= 8

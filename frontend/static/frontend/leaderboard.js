@@ -86,6 +86,15 @@ function badgesFor(row) {
 
 // ---------- loading ----------
 
+const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+/** Public numbers are a snapshot that leaves out the newest votes (so nobody can tell which model made a card). */
+function freshness(data) {
+  if (data.live) return "Live numbers (you are staff).";
+  const next = data.next_update ? ` Next update ${clock(data.next_update)}.` : "";
+  return `Votes cast before ${clock(data.as_of)}.${next}`;
+}
+
 async function load() {
   const seq = ++loadSeq;
   setState("loading");
@@ -119,9 +128,8 @@ async function load() {
   renderTable();
   chartWidth = 0;
   renderChart();
-  const time = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const votes = rows.reduce((sum, row) => sum + (isNum(row.votes) ? row.votes : 0), 0);
-  say(`${rows.length} ${rows.length === 1 ? "model" : "models"}, ${votes} ${votes === 1 ? "vote" : "votes"}. Updated ${time}.`);
+  say(`${rows.length} ${rows.length === 1 ? "model" : "models"}, ${votes} ${votes === 1 ? "vote" : "votes"}. ${freshness(data)}`);
   setState("ready");
 
   const fromHash = /^#variant-(\d+)$/.exec(location.hash);
