@@ -10,8 +10,8 @@ a decision out; no database here (voting.services.voters_review feeds it).
   which models made it; `CrowdModel`) as a prior, updated by the card's own votes. Arena, too, falls back on
   the history of similar battles (the same model pair). The per-vote p-value is randomized, so it is
   exactly uniform for a voter who votes like the crowd when the prior is right (a binary outcome has only two
-  conservative p-values, which would make Fisher's chi-square reference wrong). A credibly anomalous voter (combined p < `anomaly_alpha`) is excluded
-  unless their gold answers vouch for them (P(accuracy > min_accuracy) >= `gold_vouches`): an honest person with
+  conservative p-values, which would make Fisher's chi-square reference wrong). A credibly anomalous voter
+  (combined p < `anomaly_alpha`) is excluded unless their gold answers vouch for them (P(accuracy > min_accuracy) >= `gold_vouches`): an honest person with
   a taste of their own differs from the crowd too, but answers gold cards right.
 - Flags for staff, not exclusions on their own: decisions faster than a person can look (median shown_ms below
   `fast_ms`), long one-sided streaks, combined p below `flag_alpha`.

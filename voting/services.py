@@ -11,7 +11,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, F, Max
 from django.utils import timezone
 
 from matching.models import Item, MatchPair, Pair

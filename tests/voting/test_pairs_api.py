@@ -8,7 +8,6 @@ import random
 from collections import Counter
 
 import pytest
-
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
