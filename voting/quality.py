@@ -3,16 +3,16 @@ a decision out; no database here (voting.services.voters_review feeds it).
 
 - Gold: each voter's accuracy on gold cards has a Beta(1 + right, 1 + wrong) posterior. A voter credibly below
   `min_accuracy` (posterior P(accuracy < min_accuracy) > `credibility`) is excluded.
-- Anomaly (Chatbot Arena's test, arXiv 2403.04132 section 5.1): each vote gets a p-value against the other
-  votes on the same card, and a voter's p-values are combined with Fisher's method. Most cards have few other
-  votes, so the reference is the Beta-binomial predictive of the card: what the crowd says of similar cards (a
-  logistic regression on what is known of a card: whether its two items share their category and each attribute,
-  which models made it; `CrowdModel`) as a prior, updated by the card's own votes. Arena, too, falls back on
-  the history of similar battles (the same model pair). The per-vote p-value is randomized, so it is
-  exactly uniform for a voter who votes like the crowd when the prior is right (a binary outcome has only two
-  conservative p-values, which would make Fisher's chi-square reference wrong). A credibly anomalous voter
-  (combined p < `anomaly_alpha`) is excluded unless their gold answers vouch for them (P(accuracy > min_accuracy) >= `gold_vouches`): an honest person with
-  a taste of their own differs from the crowd too, but answers gold cards right.
+- Anomaly (Chatbot Arena's test, arXiv 2403.04132 section 5.1): each vote gets a p-value against the other votes
+  on the same card, and a voter's p-values are combined with Fisher's method. Most cards have few other votes, so
+  the reference is the Beta-binomial predictive of the card: what the crowd says of similar cards (a logistic
+  regression on what is known of a card: whether its two items share their category and each attribute, which
+  models made it; `CrowdModel`) as a prior, updated by the card's own votes. Arena, too, falls back on the history
+  of similar battles (the same model pair). The per-vote p-value is randomized, so it is exactly uniform for a
+  voter who votes like the crowd when the prior is right (a binary outcome has only two conservative p-values,
+  which would make Fisher's chi-square reference wrong). A credibly anomalous voter (combined p < `anomaly_alpha`)
+  is excluded unless their gold answers vouch for them (P(accuracy > min_accuracy) >= `gold_vouches`): an honest
+  person with a taste of their own differs from the crowd too, but answers gold cards right.
 - Flags for staff, not exclusions on their own: decisions faster than a person can look (median shown_ms below
   `fast_ms`), long one-sided streaks, combined p below `flag_alpha`.
 """
