@@ -29,6 +29,8 @@ def isolated_media(settings, tmp_path):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     # Tallies recomputed on every read: a test reads what it just wrote (one test checks the 5 s production cache).
     settings.VSEARCH_TALLY_SECONDS = 0
+    # Votes count from the first (no gold qualification) unless a test is about the qualification.
+    settings.VSEARCH_QUALIFY_GOLD = 0
     # Pages render without a prior collectstatic (production serves the hashed manifest).
     settings.STORAGES = {
         **settings.STORAGES,

@@ -54,6 +54,7 @@ class VoterAdmin(admin.ModelAdmin):
         "user",
         "created_at",
         "votes",
+        "counted",
         "excluded",
         "flags",
         "gold_right",
@@ -62,12 +63,13 @@ class VoterAdmin(admin.ModelAdmin):
         "staff_decision",
         "reason",
     ]
-    list_filter = ["excluded", FlaggedFilter, "staff_decision"]
+    list_filter = ["counted", "excluded", FlaggedFilter, "staff_decision"]
     search_fields = ["uuid", "reason"]
     actions = [include, exclude, automatic]
     readonly_fields = [
         "uuid",
         "created_at",
+        "counted",
         "excluded",
         "excluded_at",
         "reason",
@@ -96,7 +98,7 @@ class VoterAdmin(admin.ModelAdmin):
 @admin.register(Vote)
 class VoteAdmin(admin.ModelAdmin):
     list_display = ["id", "voter", "pair", "dope", "gold", "shown_ms", "propensity", "created_at"]
-    list_filter = ["dope", ("gold", admin.EmptyFieldListFilter), "voter__excluded"]
+    list_filter = ["dope", ("gold", admin.EmptyFieldListFilter), "voter__counted"]
     raw_id_fields = ["voter", "pair"]
 
 

@@ -8,6 +8,11 @@ from django.conf import settings
 from django.db import models
 
 
+def counted_from_the_start() -> bool:
+    """Without a qualification (VSEARCH_QUALIFY_GOLD = 0) a new voter's votes count at once."""
+    return settings.VSEARCH_QUALIFY_GOLD == 0
+
+
 class Voter(models.Model):
     """An anonymous identity carried by a signed cookie; linked to a user when one logs in. Created at the first
     vote. Its gold answers and anomaly tests decide whether its votes count (voting.quality)."""
@@ -21,6 +26,11 @@ class Voter(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    counted = models.BooleanField(
+        default=counted_from_the_start,
+        db_index=True,
+        help_text="Its votes count for models: qualified (enough gold answers) and not excluded.",
+    )
     excluded = models.BooleanField(default=False, db_index=True, help_text="Its votes leave the leaderboard.")
     excluded_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True, help_text="Why it is excluded or flagged, for a person.")

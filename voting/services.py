@@ -188,6 +188,7 @@ def voters_review(*, voter_ids: list[int] | None = None, thresholds: quality.Thr
             exclude = True
         else:
             exclude = was_excluded or verdict.exclude  # automatic exclusions stick
+        qualified = verdict.gold_right + verdict.gold_wrong >= settings.VSEARCH_QUALIFY_GOLD
         fields = {
             "gold_right": verdict.gold_right,
             "gold_wrong": verdict.gold_wrong,
@@ -196,6 +197,7 @@ def voters_review(*, voter_ids: list[int] | None = None, thresholds: quality.Thr
             "reviewed_votes": verdict.votes,
             "reviewed_at": now,
             "excluded": exclude,
+            "counted": not exclude and (qualified or voter.staff_decision == Voter.StaffDecision.INCLUDE),
         }
         if exclude and not was_excluded:
             fields.update(excluded_at=now, reason=verdict.reason or "excluded by staff")
@@ -211,7 +213,7 @@ def _card_references(pairs: set[int]) -> dict[int, tuple[int, int, dict[int, tup
     """Per card: (dope, total) of the counted votes on it (not gold, not excluded voters), and each voter's own
     share of those, so a voter's own vote can be left out of the reference it is tested against."""
     rows = (
-        Vote.objects.filter(pair_id__in=pairs, gold__isnull=True, voter__excluded=False)
+        Vote.objects.filter(pair_id__in=pairs, gold__isnull=True, voter__counted=True)
         .values_list("pair_id", "voter_id", "dope")
         .order_by()
     )
@@ -232,7 +234,7 @@ def _card_priors(pairs: set[int]) -> dict[int, tuple[float, float]]:
     """Per card: the crowd's predicted P(dope) and how much that prediction is worth in votes (quality.CrowdModel,
     fitted on recent counted votes), the reference for a card with few votes of its own."""
     training = list(
-        Vote.objects.filter(gold__isnull=True, voter__excluded=False)
+        Vote.objects.filter(gold__isnull=True, voter__counted=True)
         .order_by("-id")
         .values_list("pair_id", "dope")[:TRAINING_VOTES]
     )
@@ -298,9 +300,9 @@ def voter_set_decision(*, voter: Voter, decision: str) -> Voter:
         raise InvalidInput(f"Unknown decision {decision!r}; choose include, exclude or automatic.")
     fields: dict = {"staff_decision": decision}
     if decision == Voter.StaffDecision.INCLUDE:
-        fields.update(excluded=False, excluded_at=None, reason="included by staff")
+        fields.update(excluded=False, counted=True, excluded_at=None, reason="included by staff")
     elif decision == Voter.StaffDecision.EXCLUDE:
-        fields.update(excluded=True, excluded_at=timezone.now(), reason="excluded by staff")
+        fields.update(excluded=True, counted=False, excluded_at=timezone.now(), reason="excluded by staff")
     else:
         fields.update(excluded=False, excluded_at=None, reason="", reviewed_votes=0)  # reviewed afresh
     Voter.objects.filter(pk=voter.pk).update(**fields)

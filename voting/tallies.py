@@ -1,6 +1,7 @@
 """Vote counts: per variant (one aggregate, shared by card balancing and the leaderboard) and per voter.
 
-Only counted votes count for a model: never a gold card's, never an excluded voter's.
+Only counted votes count for a model: never a gold card's, and only those of counted voters (qualified by their
+gold answers, not excluded).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def vote_totals(group_by: str | tuple[str, ...], *, before: datetime | None = No
     """Votes and approvals per group (a variant, a category, both...): one aggregate query over match pairs
     joined to counted votes. A vote on a card that several variants produced counts for each of them."""
     groups = (group_by,) if isinstance(group_by, str) else tuple(group_by)
-    counted = {"pair__votes__gold__isnull": True, "pair__votes__voter__excluded": False}
+    counted = {"pair__votes__gold__isnull": True, "pair__votes__voter__counted": True}
     if before is not None:
         counted["pair__votes__created_at__lt"] = before
     rows = (

@@ -231,6 +231,9 @@ VSEARCH_GOLD_FIRST_CARDS = env_int("VSEARCH_GOLD_FIRST_CARDS", 10, minimum=1)
 VSEARCH_GOLD_IN_FIRST = env_int("VSEARCH_GOLD_IN_FIRST", 3, minimum=0)
 VSEARCH_GOLD_EVERY = env_int("VSEARCH_GOLD_EVERY", 15, minimum=0)
 VSEARCH_GOLD_CARDS = env_int("VSEARCH_GOLD_CARDS", 200, minimum=0)
+# A voter's votes count for models once they have answered this many gold cards (their qualification): a script
+# that clears its cookie before every vote never qualifies. 0: every vote counts from the first.
+VSEARCH_QUALIFY_GOLD = env_int("VSEARCH_QUALIFY_GOLD", 2, minimum=0)
 if VSEARCH_GOLD_IN_FIRST > VSEARCH_GOLD_FIRST_CARDS:
     raise ImproperlyConfigured("VSEARCH_GOLD_IN_FIRST cannot exceed VSEARCH_GOLD_FIRST_CARDS.")
 # Voter quality (voting/quality.py): a voter credibly below GOLD_MIN_ACCURACY on gold cards (posterior probability

@@ -191,3 +191,22 @@ def test_an_automatic_exclusion_sticks_even_if_later_answers_are_right(variants)
 
     voter.refresh_from_db()
     assert voter.excluded and voter.gold_right == 3 and voter.gold_wrong == 4
+
+
+def test_a_voters_votes_count_only_once_they_have_answered_enough_gold_cards(variants, staff, settings):
+    settings.VSEARCH_QUALIFY_GOLD = 2
+    histogram = variants[0]
+    newcomer = Voter.objects.create()
+    assert newcomer.counted is False  # new voters start unqualified
+    pairs = list(MatchPair.objects.filter(variant=histogram).values_list("pair_id", flat=True))
+    Vote.objects.bulk_create(Vote(voter=newcomer, pair_id=p, dope=True, token_id=f"n{p}") for p in pairs[:5])
+
+    voters_review()
+    before = {r["variant_id"]: r["votes"] for r in staff.get("/api/leaderboard").json()["rows"]}
+    Vote.objects.create(voter=newcomer, pair_id=pairs[10], dope=True, gold=True, token_id="g1")  # two gold answers
+    Vote.objects.create(voter=newcomer, pair_id=pairs[11], dope=False, gold=False, token_id="g2")
+    voters_review()
+
+    newcomer.refresh_from_db()
+    after = {r["variant_id"]: r["votes"] for r in staff.get("/api/leaderboard").json()["rows"]}
+    assert before[histogram.pk] == 0 and newcomer.counted and after[histogram.pk] == 5
