@@ -9,6 +9,7 @@ class VotingConfig(AppConfig):
 
         from matching.models import Variant
         from matching.signals import rotation_changed, variant_deletion_blockers
+        from voting import tasks  # noqa: F401  (registers the periodic voter review)
         from voting.sampling import rotation_forget
         from voting.selectors import variant_delete_guard, variant_votes_block
 

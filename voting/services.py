@@ -154,33 +154,11 @@ def voters_review(*, voter_ids: list[int] | None = None, thresholds: quality.Thr
     voters = list(voters.filter(n__gt=0))
     if not voters:
         return ReviewReport(0, 0, 0)
-    votes = list(
-        Vote.objects.filter(voter__in=voters)
-        .order_by("voter_id", "created_at", "id")
-        .values_list("voter_id", "pair_id", "dope", "gold", "shown_ms", "token_id")
-    )
-    references = _card_references({pair for _, pair, *_ in votes})
-    priors = _card_priors({pair for _, pair, *_ in votes})
-    by_voter: dict[int, list[quality.VoteFact]] = defaultdict(list)
-    for voter_id, pair_id, dope, gold, shown_ms, token_id in votes:
-        dope_all, total_all, mine = references.get(pair_id, (0, 0, {}))
-        own_dope, own_total = mine.get(voter_id, (0, 0))  # leave the voter's own vote out of the reference
-        by_voter[voter_id].append(
-            quality.VoteFact(
-                key=token_id,
-                dope=dope,
-                gold=gold,
-                shown_ms=shown_ms,
-                others_dope=dope_all - own_dope,
-                others_total=total_all - own_total,
-                prior=priors.get(pair_id, (None, 2.0))[0],
-                prior_strength=priors.get(pair_id, (None, 2.0))[1],
-            )
-        )
+    facts = voter_facts([v.pk for v in voters])
     now = timezone.now()
     excluded = flagged = 0
     for voter in voters:
-        verdict = quality.assess(by_voter[voter.pk], thresholds)
+        verdict = quality.assess(facts[voter.pk], thresholds)
         was_excluded = voter.excluded
         if voter.staff_decision == Voter.StaffDecision.INCLUDE:
             exclude = False
@@ -207,6 +185,36 @@ def voters_review(*, voter_ids: list[int] | None = None, thresholds: quality.Thr
         flagged += bool(verdict.flags)
         Voter.objects.filter(pk=voter.pk).update(**fields)
     return ReviewReport(len(voters), excluded, flagged)
+
+
+def voter_facts(voter_ids: list[int]) -> dict[int, list[quality.VoteFact]]:
+    """Each voter's votes in the order cast, as the review sees them: with the other votes on the same card and
+    the crowd model's prediction for it."""
+    votes = list(
+        Vote.objects.filter(voter_id__in=voter_ids)
+        .order_by("voter_id", "created_at", "id")
+        .values_list("voter_id", "pair_id", "dope", "gold", "shown_ms", "token_id")
+    )
+    references = _card_references({pair for _, pair, *_ in votes})
+    priors = _card_priors({pair for _, pair, *_ in votes})
+    out: dict[int, list[quality.VoteFact]] = {pk: [] for pk in voter_ids}
+    for voter_id, pair_id, dope, gold, shown_ms, token_id in votes:
+        dope_all, total_all, mine = references.get(pair_id, (0, 0, {}))
+        own_dope, own_total = mine.get(voter_id, (0, 0))  # leave the voter's own vote out of the reference
+        prior, strength = priors.get(pair_id, (None, 2.0))
+        out[voter_id].append(
+            quality.VoteFact(
+                key=token_id,
+                dope=dope,
+                gold=gold,
+                shown_ms=shown_ms,
+                others_dope=dope_all - own_dope,
+                others_total=total_all - own_total,
+                prior=prior,
+                prior_strength=strength,
+            )
+        )
+    return out
 
 
 def _card_references(pairs: set[int]) -> dict[int, tuple[int, int, dict[int, tuple[int, int]]]]:

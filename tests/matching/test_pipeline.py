@@ -505,3 +505,19 @@ def test_an_annoy_built_variant_keeps_the_search_k_it_used_and_reports_recall_at
 
     assert auto.search_k_used >= 6 and auto.recall_at_k >= pipeline.TARGET_RECALL
     assert fixed.search_k_used == 7
+
+
+def test_build_variants_creates_the_defaults_and_builds_them_through_the_celery_tasks(
+    demo_catalog, monkeypatch, capsys
+):
+    small = [
+        {"metric": "random", "description": "Control"},
+        {"featurizer": "colour-histogram", "layer": "hsv", "metric": "l1"},
+    ]
+    monkeypatch.setattr("matching.management.commands.build_variants.default_variants", lambda: small)
+
+    call_command("build_variants", no_train=True)
+    call_command("build_variants", no_train=True)  # a rerun skips what is built
+
+    assert sorted(Variant.objects.values_list("status", flat=True)) == ["ready", "ready"]
+    assert capsys.readouterr().out.count("2 of 2 variants ready.") == 2

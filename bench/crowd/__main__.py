@@ -1,0 +1,210 @@
+"""A simulated crowd voting through the real API, and what it shows (docs/EVALUATION.md).
+
+    .venv/bin/python -m bench.crowd blind [--seeds 0,1,2] [--honest 120] [--votes-per-voter 40] [--quick]
+
+Each run is a fresh copy of the demo world (600 items, the ten default models, 200 gold cards) behind gunicorn on
+loopback, and a crowd of honest voters (tastes drawn from a population) plus, in some runs, attackers with 10% of
+the votes. Every run is bounded in votes and in time. Results are medians over seeds, never one seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.common import REPO, emit, heading, table
+from bench.crowd.run import ORDINALS, Config, Result, run_isolated
+
+ATTACKS = ("random", "always-dope", "cookie-clearer", "count-oracle", "delta-oracle", "signature", "blind")
+EVALUATION = REPO / "docs" / "EVALUATION.md"
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ranks(estimate: dict[int, float | None]) -> dict[int, int]:
+    order = sorted((v for v in estimate if estimate[v] is not None), key=lambda v: -estimate[v])
+    return {v: i + 1 for i, v in enumerate(order)}
+
+
+def naming(result: Result) -> tuple[float, float, int] | None:
+    """(the attacker's accuracy at naming a card's model, random guessing's, cards guessed)."""
+    guesses = [(g, makers) for kind, g, makers in result.guesses if kind == result.config.attack]
+    if not guesses:
+        return None
+    hit = sum(g in makers for g, makers in guesses) / len(guesses)
+    active = set(result.active)
+    chance = sum(len(makers & active) / len(active) for _, makers in guesses) / len(guesses)
+    return hit, chance, len(guesses)
+
+
+def target_se(result: Result) -> float | None:
+    row = next((r for r in result.leaderboard if r["variant_id"] == result.target), None)
+    if not row or not row["votes"]:
+        return None
+    p = row["approval_rate"]
+    return (p * (1 - p) / row["votes"]) ** 0.5
+
+
+def blind_suite(args) -> str:
+    base = Config(honest=args.honest, votes_per_voter=args.votes_per_voter, max_seconds=args.max_seconds)
+    runs: dict[str, list[Result]] = {"none": []}
+    for attack in ATTACKS:
+        runs[attack] = []
+    runs["exclusion"] = []
+    started = time.monotonic()
+    for seed in args.seeds:
+        for attack in ("none", *ATTACKS):
+            config = replace(base, seed=seed, attack=attack, target="third")
+            emit(f"seed {seed}: {attack} ...")
+            runs[attack].append(run_isolated(config))
+            emit(f"  {runs[attack][-1].votes} votes in {runs[attack][-1].seconds:.0f} s")
+        # Detection: enough random clickers and always-dope voters with 150 votes each to measure rates.
+        config = replace(base, seed=seed, attack="random", attack_share=0.25, attackers=20, max_votes_per_voter=150)
+        config = replace(config, settings={"VSEARCH_QUALIFY_GOLD": "2"})
+        emit(f"seed {seed}: detection run ...")
+        runs["exclusion"].append(run_isolated(config))
+    minutes = (time.monotonic() - started) / 60
+    return blind_report(runs, args, minutes)
+
+
+def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
+    baseline = runs["none"]
+    first = baseline[0]
+    names = first.names
+    out = []
+    out.append(
+        f"Measured with `.venv/bin/python -m bench.crowd blind --seeds {','.join(map(str, args.seeds))}` "
+        f"({len(args.seeds)} seeds, {args.honest} honest voters of about {args.votes_per_voter:.0f} votes each per run, "
+        f"{minutes:.0f} minutes in all). Medians over seeds."
+    )
+
+    heading("True approvals and the leaderboard without attackers")
+    truth = first.truth
+    est = {v: median([r.estimate.get(v) for r in baseline]) for v in first.active}
+    rows = [
+        (names[v], truth[v], est[v], median([ranks(r.estimate).get(v) for r in baseline]))
+        for v in sorted(first.active, key=lambda v: -truth[v])
+    ]
+    out.append("### True approvals and the leaderboard without attackers\n")
+    out.append(table(["model", "true approval", "estimate (median)", "rank (median)"], rows))
+
+    out.append("\n### Naming a card's model from public data\n")
+    rows = []
+    for attack in ("count-oracle", "delta-oracle", "blind"):
+        scores = [naming(r) for r in runs[attack] if naming(r)]
+        if scores:
+            hit, chance, n = median([s[0] for s in scores]), median([s[1] for s in scores]), sum(s[2] for s in scores)
+            rows.append((attack, hit, chance, hit - chance, n))
+    out.append(table(["attacker", "named right", "random guessing", "advantage", "cards guessed"], rows))
+    out.append(
+        "\nA card made by several models counts as named right if the guess is any of them; random guessing is the "
+        "same rule for a model drawn uniformly from the active ones. Target: advantage at most 0.10."
+    )
+
+    out.append("\n### Oracle-guided attacker against the same attacker voting blind\n")
+    rows = []
+    for seed_runs in zip(runs["none"], runs["count-oracle"], runs["delta-oracle"], runs["blind"], strict=True):
+        none, count, delta, blind = seed_runs
+        t = blind.target
+        shift = {name: (r.estimate.get(t) or 0) - (none.estimate.get(t) or 0) for name, r in
+                 (("count", count), ("delta", delta), ("blind", blind))}  # fmt: skip
+        se = target_se(blind)
+        rows.append(
+            (none.config.seed, names[t], shift["blind"], shift["count"], shift["delta"], se,
+             abs(shift["count"] - shift["blind"]) <= 2 ** 0.5 * se and abs(shift["delta"] - shift["blind"]) <= 2 ** 0.5 * se)
+        )  # fmt: skip
+    out.append(
+        table(["seed", "target", "blind shift", "count-oracle shift", "delta-oracle shift", "SE", "within SE"], rows)
+    )
+    out.append(
+        "\nShift: the target's estimate minus the same seed's estimate without attackers. Within SE: both oracle "
+        "shifts differ from the blind shift by at most the standard error of that difference (√2 × SE)."
+    )
+
+    out.append("\n### Ranks with 10% attackers of each strategy\n")
+    order = sorted(first.active, key=lambda v: -truth[v])
+    header = ["model", "true rank", "no attack", *ATTACKS]
+    rows = []
+    for i, v in enumerate(order, start=1):
+        cells = [names[v], i, median([ranks(r.estimate).get(v) for r in baseline])]
+        cells += [median([ranks(r.estimate).get(v) for r in runs[a]]) for a in ATTACKS]
+        rows.append(cells)
+    out.append(table(header, rows))
+    target_name = names[runs["blind"][0].target]
+    out.append(f"\nEvery attacker pushed {target_name} (third by true approval).")
+    rows = []
+    for attack in ATTACKS:
+        counted = median([r.attack_counted for r in runs[attack]])
+        rows.append((attack, counted))
+    out.append("\nShare of each attacker's votes that counted for a model at the end of the run:\n")
+    out.append(table(["attacker", "votes counted"], rows))
+
+    out.append("\n### Who is excluded\n")
+    rows = []
+    honest = [v for r in runs["none"] + [x for a in ATTACKS for x in runs[a]] for v in r.voters if v["honest"]]
+    good = [v for v in honest if (v["gold_accuracy"] or 0) >= 0.85]
+    rows.append(("honest voters", len(honest), sum(v["excluded"] for v in honest) / len(honest)))
+    rows.append(("honest, gold accuracy ≥ 0.85", len(good), sum(v["excluded"] for v in good) / max(1, len(good))))
+    clickers = [v for r in runs["exclusion"] for v in r.voters if v["kind"] == "random"]
+    for limit in (40, 100, 150):
+        share = sum(v["excluded_after"] is not None and v["excluded_after"] <= limit for v in clickers)
+        rows.append((f"random clickers, by vote {limit}", len(clickers), share / max(1, len(clickers))))
+    for attack in ("always-dope", "signature", "count-oracle", "delta-oracle"):
+        voters = [v for r in runs[attack] for v in r.voters if v["kind"] == attack]
+        rows.append((f"{attack} voters", len(voters), sum(v["excluded"] for v in voters) / max(1, len(voters))))
+    out.append(table(["voters", "n", "excluded"], rows))
+    out.append(
+        "\nTargets: random clickers ≥ 50% excluded by their 40th vote and ≥ 90% by their 100th; honest voters with "
+        "gold accuracy ≥ 0.85: ≤ 5% ever excluded. The detection runs give 20 random clickers 150 votes each "
+        "(25% of the votes), reviewed every 100 votes."
+    )
+
+    probes = {path: status for r in baseline for path, status in r.media_probe.items()}
+    served = sum(status == 200 for status in probes.values())
+    out.append(f"\n### Build files\n\n{len(probes)} feature and index files probed at their old /media/ URLs: "
+               f"{served} served, {len(probes) - served} answered {sorted(set(probes.values()))}.")  # fmt: skip
+    text = "\n".join(out)
+    emit(text)
+    return text
+
+
+def write_section(name: str, text: str) -> None:
+    """Replace (or add) the section between the markers of `name` in docs/EVALUATION.md."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    doc = EVALUATION.read_text() if EVALUATION.exists() else ""
+    block = f"{start}\n{text}\n{end}"
+    if start in doc and end in doc:
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
+    else:
+        doc = doc.rstrip() + "\n\n" + block + "\n"
+    EVALUATION.write_text(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("suite", choices=["blind"])
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
+    parser.add_argument("--honest", type=int, default=120)
+    parser.add_argument("--votes-per-voter", type=float, default=40.0)
+    parser.add_argument("--max-seconds", type=float, default=1800.0, help="per run")
+    parser.add_argument("--quick", action="store_true", help="one seed, 40 honest voters: a smoke run")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave docs/EVALUATION.md alone")
+    args = parser.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    if args.quick:
+        args.seeds, args.honest = args.seeds[:1], 40
+    text = blind_suite(args)
+    if not args.no_write:
+        write_section("blind", text)
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["ORDINALS", "Path"]
