@@ -80,8 +80,8 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
     out = []
     out.append(
         f"Measured with `.venv/bin/python -m bench.crowd blind --seeds {','.join(map(str, args.seeds))}` "
-        f"({len(args.seeds)} seeds, {args.honest} honest voters of about {args.votes_per_voter:.0f} votes each per run, "
-        f"{minutes:.0f} minutes in all). Medians over seeds."
+        f"({len(args.seeds)} seeds, {args.honest} honest voters of about {args.votes_per_voter:.0f} votes each "
+        f"per run, {minutes:.0f} minutes in all). Medians over seeds."
     )
 
     heading("True approvals and the leaderboard without attackers")
@@ -115,10 +115,9 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
         shift = {name: (r.estimate.get(t) or 0) - (none.estimate.get(t) or 0) for name, r in
                  (("count", count), ("delta", delta), ("blind", blind))}  # fmt: skip
         se = target_se(blind)
-        rows.append(
-            (none.config.seed, names[t], shift["blind"], shift["count"], shift["delta"], se,
-             abs(shift["count"] - shift["blind"]) <= 2 ** 0.5 * se and abs(shift["delta"] - shift["blind"]) <= 2 ** 0.5 * se)
-        )  # fmt: skip
+        bound = 2**0.5 * se if se is not None else 0.0
+        close = abs(shift["count"] - shift["blind"]) <= bound and abs(shift["delta"] - shift["blind"]) <= bound
+        rows.append((none.config.seed, names[t], shift["blind"], shift["count"], shift["delta"], se, close))
     out.append(
         table(["seed", "target", "blind shift", "count-oracle shift", "delta-oracle shift", "SE", "within SE"], rows)
     )
