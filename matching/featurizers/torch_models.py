@@ -76,20 +76,24 @@ def check_torch_container(path: Path) -> None:
 
     torch.save writes a zip of stored (uncompressed) records, so what torch.load allocates is what the file
     holds. A deflated record may expand a thousandfold (a 390 KB file loaded 400 MB), and the legacy format
-    allocates each storage at the size its pickle declares (a 2 KB file allocated 400 MB) before reading it.
+    (anything not a zip) allocates each storage at the size its pickle declares (a 2 KB file allocated 400 MB)
+    before reading it.
     """
     with path.open("rb") as fh:
-        start = fh.read(len(LEGACY_TORCH_MAGIC))
-    if start == LEGACY_TORCH_MAGIC:
-        raise WeightsError(
-            f"{path.name} is in PyTorch's legacy (pre-1.6) format, which is not accepted: load it and save it "
-            "again with torch.save(model.state_dict(), path) from a current PyTorch."
-        )
+        legacy = fh.read(len(LEGACY_TORCH_MAGIC)) == LEGACY_TORCH_MAGIC
     try:
         with zipfile.ZipFile(path) as archive:
             records = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        raise WeightsError(f"{path.name} cannot be loaded as weights: it is not a PyTorch checkpoint.") from None
+        if legacy:
+            raise WeightsError(
+                f"{path.name} is in PyTorch's legacy (pre-1.6) format, which is not accepted: load it and save it "
+                "again with torch.save(model.state_dict(), path) from a current PyTorch."
+            ) from None
+        raise WeightsError(
+            f"{path.name} cannot be loaded as weights: it is not a PyTorch checkpoint (the zip file that "
+            "torch.save writes)."
+        ) from None
     compressed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
     if compressed:
         raise WeightsError(
