@@ -128,7 +128,8 @@ def load_weights_file(path: str | Path) -> dict:
             ) from None
         if "Weights only load failed" in text:
             raise WeightsError(f"{path.name} cannot be loaded as weights: it is not a PyTorch checkpoint.") from None
-        raise WeightsError(f"{path.name} cannot be loaded as weights: {text.splitlines()[0][:300]}") from None
+        first_line = (text.splitlines() or [exc.__class__.__name__])[0]  # EOFError() has no message at all
+        raise WeightsError(f"{path.name} cannot be loaded as weights: {first_line[:300]}") from None
 
 
 def load_state_strict(model: nn.Module, state: dict, *, source: str) -> None:

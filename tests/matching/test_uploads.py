@@ -115,7 +115,22 @@ BAD_WEIGHTS = [
     ("an unsupported file type", lambda w: weights_file(b"x", "model.onnx"), ".pt/.pth"),
     ("a checkpoint with compressed records", lambda w: weights_file(_deflated(w)), "has compressed records"),
     ("a checkpoint in the legacy format", lambda w: weights_file(_legacy(w)), "legacy (pre-1.6) format"),
+    (
+        "a checkpoint whose pickle is cut short",
+        lambda w: weights_file(_cut_pickle(_saved({"fc.weight": torch.zeros(2, 2)}))),
+        "cannot be loaded as weights: EOFError",
+    ),
 ]
+
+
+def _cut_pickle(weights: bytes) -> bytes:
+    """The same zip with its data.pkl cut to five bytes: torch.load raises an EOFError without a message."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(weights)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            target.writestr(info, data[:5] if info.filename.endswith("data.pkl") else data)
+    return buffer.getvalue()
 
 
 def _deflated(weights: bytes) -> bytes:
