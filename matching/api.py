@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +13,7 @@ from matching import services
 from matching.models import Variant
 from matching.serializers import RotationIn, UploadIn, VariantOut
 from vsearch_site.errors import ErrorOut
+from vsearch_site.parsers import JSONParser
 
 VariantsOut = inline_serializer("VariantsOut", {"variants": VariantOut(many=True)})
 STAFF_ERRORS = {401: ErrorOut, 403: ErrorOut}

@@ -6,6 +6,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,28 @@ class CheckedImage:
     extension: str
     width: int
     height: int
+
+
+def read_image_file(path: Path, *, max_bytes: int) -> bytes:
+    """A file's bytes, its size checked before it is read (and the read capped, should it grow meanwhile)."""
+    try:
+        # Non-blocking: a FIFO named by a manifest must not hang the import (it is refused below).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise BadImage(f"cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BadImage("not a regular file")
+        if info.st_size > max_bytes:
+            raise BadImage(f"file is {info.st_size:,} bytes, over the limit of {max_bytes:,}")
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise BadImage(f"cannot be read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise BadImage(f"file is over the limit of {max_bytes:,} bytes")
+    return data
 
 
 def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
@@ -120,47 +144,84 @@ class SourceError(ValueError):
     """The source as a whole cannot be read (missing folder, manifest without required columns)."""
 
 
-def entries_from(source: Path) -> list[Entry | tuple[str, str]]:
+OUTSIDE_HINT = "pass --allow-outside to import it anyway"
+
+
+def entries_from(source: Path, *, allow_outside: bool = False) -> list[Entry | tuple[str, str]]:
     """Entries of a folder of category folders or of a CSV/JSON manifest.
 
+    Every image must lie inside the folder (the manifest's folder), reached without symbolic links, unless
+    `allow_outside`: an import publishes what it reads, so a manifest must not name `../../private/secret.png`.
     Rows that are wrong before any image is read come back as (name, reason) pairs.
     """
     source = Path(source)
     if not source.exists():
         raise SourceError(f"{source} does not exist")
     if source.is_dir():
-        return _entries_from_folder(source)
+        return _entries_from_folder(source, allow_outside=allow_outside)
     if source.suffix.lower() == ".csv":
         with source.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
-        return _entries_from_rows(rows, source)
+        return _entries_from_rows(rows, source, allow_outside=allow_outside)
     if source.suffix.lower() == ".json":
         try:
             rows = json.loads(source.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise SourceError(f"{source} is not valid JSON: {exc}") from None
         if isinstance(rows, dict) and isinstance(rows.get("items"), list):
             rows = rows["items"]
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise SourceError(f"{source} must hold a list of objects (or {{'items': [...]}})")
-        return _entries_from_rows(rows, source)
+        return _entries_from_rows(rows, source, allow_outside=allow_outside)
     raise SourceError(f"{source} is neither a folder nor a .csv/.json manifest")
 
 
-def _entries_from_folder(root: Path) -> list[Entry | tuple[str, str]]:
+def _entries_from_folder(root: Path, *, allow_outside: bool) -> list[Entry | tuple[str, str]]:
     out: list[Entry | tuple[str, str]] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root)
-        if path.name.startswith("."):
+    seen: set[tuple[int, int]] = set()  # folders already walked: a link back up must not loop forever
+    for folder, subfolders, files in os.walk(root, followlinks=allow_outside):
+        here = Path(folder)
+        info = here.stat()
+        if (info.st_dev, info.st_ino) in seen:
+            subfolders[:] = []
             continue
-        if len(rel.parts) < 2:
-            out.append((str(rel), "not inside a category folder (expected CATEGORY/image.jpg)"))
-            continue
-        out.append(Entry(path=path, category=rel.parts[0], source=str(rel)))
-    return out
+        seen.add((info.st_dev, info.st_ino))
+        for name in list(subfolders):
+            if (here / name).is_symlink() and not allow_outside:
+                subfolders.remove(name)
+                out.append((str((here / name).relative_to(root)), f"is a symbolic link to a folder; {OUTSIDE_HINT}"))
+        for name in files:
+            path = here / name
+            rel = path.relative_to(root)
+            if name.startswith("."):
+                continue
+            if path.is_symlink() and not allow_outside:
+                out.append((str(rel), f"is a symbolic link; {OUTSIDE_HINT}"))
+                continue
+            if not path.is_file():
+                continue
+            if len(rel.parts) < 2:
+                out.append((str(rel), "not inside a category folder (expected CATEGORY/image.jpg)"))
+                continue
+            out.append(Entry(path=path, category=rel.parts[0], source=str(rel)))
+    return sorted(out, key=lambda e: Path(e[0] if isinstance(e, tuple) else e.source).parts)
 
 
-def _entries_from_rows(rows: list[dict], manifest: Path) -> list[Entry | tuple[str, str]]:
+def confined(path_text: str, folder: Path) -> Path:
+    """`path_text` (relative to `folder`, or absolute) if it lies inside `folder` reached without symbolic links.
+
+    The path is normalised ('..' taken out) first and then resolved: any difference is a link on the way.
+    """
+    base = folder.resolve()
+    path = Path(os.path.normpath(base / path_text))
+    if not path.is_relative_to(base):
+        raise BadImage(f"is outside the manifest's folder {base}; {OUTSIDE_HINT}")
+    if Path(os.path.realpath(path)) != path:
+        raise BadImage(f"is a symbolic link or inside a linked folder; {OUTSIDE_HINT}")
+    return path
+
+
+def _entries_from_rows(rows: list[dict], manifest: Path, *, allow_outside: bool) -> list[Entry | tuple[str, str]]:
     if rows and not {"path", "category"} <= set(rows[0]):
         raise SourceError(f"{manifest} needs the columns path and category (it has {', '.join(rows[0])})")
     out: list[Entry | tuple[str, str]] = []
@@ -173,9 +234,12 @@ def _entries_from_rows(rows: list[dict], manifest: Path) -> list[Entry | tuple[s
                 raise BadImage("no path")
             if not category:
                 raise BadImage("no category")
-            path = Path(path_text)
-            if not path.is_absolute():
-                path = manifest.parent / path
+            if allow_outside:
+                path = Path(path_text)
+                if not path.is_absolute():
+                    path = manifest.parent / path
+            else:
+                path = confined(path_text, manifest.parent)
             out.append(
                 Entry(
                     path=path,

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from PIL import Image, ImageEnhance, ImageOps
 
 from matching import dispatch, signals
-from matching.catalog import BadImage, Entry, check_bbox, check_image, entries_from
+from matching.catalog import BadImage, Entry, check_bbox, check_image, entries_from, read_image_file
 from matching.features import array_save
 from matching.featurizers import REGISTRY, UNTRAINED, FeaturizerError, spec_for
 from matching.models import FeatureSet, Item, Metric, Variant
@@ -38,12 +38,15 @@ class ImportReport:
         return self.added + self.existing + len(self.rejected)
 
 
-def catalog_import(*, source: Path, progress: Callable[[int, int], None] | None = None) -> ImportReport:
+def catalog_import(
+    *, source: Path, allow_outside: bool = False, progress: Callable[[int, int], None] | None = None
+) -> ImportReport:
     """Import a folder of category folders or a CSV/JSON manifest. Re-importing adds nothing.
 
-    Each bad file is reported by name with the reason and skipped; nothing of it is stored.
+    Each bad file is reported by name with the reason and skipped; nothing of it is stored. Images outside the
+    folder (the manifest's folder) or reached through a symbolic link are refused unless `allow_outside`.
     """
-    entries = entries_from(Path(source))
+    entries = entries_from(Path(source), allow_outside=allow_outside)
     report = ImportReport()
     for done, entry in enumerate(entries, start=1):
         if isinstance(entry, tuple):
@@ -66,10 +69,7 @@ def catalog_import(*, source: Path, progress: Callable[[int, int], None] | None 
 def item_add(*, entry: Entry, data: bytes | None = None) -> bool:
     """Store one image and its item. Returns False if that image and crop are already in the catalog."""
     if data is None:
-        try:
-            data = entry.path.read_bytes()
-        except OSError as exc:
-            raise BadImage(f"cannot be read ({exc.strerror or exc})") from None
+        data = read_image_file(entry.path, max_bytes=settings.VSEARCH_MAX_IMAGE_BYTES)
     return _item_store(entry=entry, data=data, role=Item.Role.CATALOG) is not None
 
 

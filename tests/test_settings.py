@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -144,13 +145,17 @@ def test_env_list_splits_on_commas_and_drops_blanks(monkeypatch):
 # ---------------------------------------------------------------------------------------- end to end
 
 
-def django_setup_with(tmp_path, **overrides: str) -> subprocess.CompletedProcess:
-    """Start Django in a fresh interpreter with these environment variables."""
+def django_setup_with(tmp_path, *, show: str = "", **overrides: str) -> subprocess.CompletedProcess:
+    """Start Django in a fresh interpreter with these environment variables; print the settings named in `show`."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "VSEARCH_TASKS"}}
+    env = {k: v for k, v in env.items() if not k.startswith(("VSEARCH_HSTS", "VSEARCH_CSP", "VSEARCH_HTTPS"))}
     env.update(DJANGO_SETTINGS_MODULE="vsearch_site.settings", DJANGO_SECRET_KEY="test", VSEARCH_DATA_DIR=str(tmp_path))
     env.update(overrides)
+    code = "import django; django.setup()"
+    if show:
+        code += f"; from django.conf import settings; print([getattr(settings, n, None) for n in {show.split()!r}])"
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -168,6 +173,7 @@ def django_setup_with(tmp_path, **overrides: str) -> subprocess.CompletedProcess
         ("VSEARCH_EXACT_MAX_ITEMS_L1", "many", "VSEARCH_EXACT_MAX_ITEMS_L1='many' is not an integer"),
         ("DATABASE_URL", "postgres://h/db?connect_timeout=soon", "connect_timeout='soon' is not a whole number"),
         ("VSEARCH_TASKS", "celery", "VSEARCH_TASKS=celery needs REDIS_URL"),
+        ("VSEARCH_HSTS_PRELOAD", "1", "VSEARCH_HSTS_PRELOAD=1 needs VSEARCH_HTTPS=1"),
     ],
 )
 def test_django_refuses_to_start_with_a_bad_variable_and_says_which(tmp_path, variable, value, message):
@@ -184,3 +190,37 @@ def test_django_starts_with_good_variables(tmp_path):
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_hsts_is_sent_without_preload_unless_asked_and_preload_brings_a_year(tmp_path):
+    show = "SECURE_HSTS_SECONDS SECURE_HSTS_PRELOAD SECURE_HSTS_INCLUDE_SUBDOMAINS"
+
+    plain = django_setup_with(tmp_path, show=show, VSEARCH_HTTPS="1")
+    preload = django_setup_with(tmp_path, show=show, VSEARCH_HTTPS="1", VSEARCH_HSTS_PRELOAD="1")
+
+    assert plain.stdout.strip() == "[3600, False, True]", plain.stderr
+    assert preload.stdout.strip() == "[31536000, True, True]", preload.stderr
+
+
+def test_hsts_preload_with_less_than_a_year_stops_the_start(tmp_path):
+    result = django_setup_with(tmp_path, VSEARCH_HTTPS="1", VSEARCH_HSTS_PRELOAD="1", VSEARCH_HSTS_SECONDS="3600")
+
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    assert "VSEARCH_HSTS_PRELOAD=1 needs VSEARCH_HSTS_SECONDS of at least 31536000 (a year), not 3600" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "policy"),
+    [
+        ({}, "default-src 'self'"),
+        ({"DJANGO_DEBUG": "1"}, ""),  # Django's debug pages are inline
+        ({"VSEARCH_CSP": "off"}, ""),
+        ({"VSEARCH_CSP": "default-src 'none'"}, "default-src 'none'"),
+        ({"DJANGO_DEBUG": "1", "VSEARCH_CSP": "default-src 'self'"}, "default-src 'self'"),
+    ],
+)
+def test_the_content_security_policy_is_on_in_production_and_can_be_replaced_or_turned_off(tmp_path, overrides, policy):
+    result = django_setup_with(tmp_path, show="VSEARCH_CSP", **overrides)
+
+    [value] = ast.literal_eval(result.stdout.strip())
+    assert value.startswith(policy) and (value == "") == (policy == ""), (value, result.stderr)

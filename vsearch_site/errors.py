@@ -7,6 +7,9 @@ DRF does not raise itself.
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http.multipartparser import MultiPartParserError
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -65,3 +68,21 @@ def exception_handler(exc, context):
     if response is not None and isinstance(response.data, (list, dict)) and "detail" not in response.data:
         response.data = {"detail": "The request was not valid.", "errors": response.data}
     return response
+
+
+def bad_request_detail(exc: Exception) -> str:
+    """The `detail` of a 400 for a request Django itself refused (too big, too many fields, unreadable multipart).
+
+    Other suspicious requests (a disallowed host, say) get no echo of what was sent.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        return f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes."
+    if isinstance(exc, TooManyFieldsSent):
+        return f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} fields."
+    if isinstance(exc, TooManyFilesSent):
+        return f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES:,} files."
+    if isinstance(exc, MultiPartParserError):
+        return f"The multipart body cannot be read: {exc}"
+    if isinstance(exc, BadRequest) and str(exc):
+        return str(exc)
+    return "The request was not valid."

@@ -51,6 +51,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "vsearch_site.middleware.ContentSecurityPolicyMiddleware",
+    # Inside the two above, so a rewritten error still gets their headers; outside the rest, so it sees their errors.
+    "vsearch_site.middleware.ApiJsonErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -158,7 +161,9 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-WHITENOISE_USE_FINDERS = DEBUG
+# Without collectstatic's output (`manage.py runserver` without DJANGO_DEBUG=1, a first start) pages link the
+# apps' files by their plain names, and whitenoise serves those from the apps.
+WHITENOISE_USE_FINDERS = DEBUG or not (STATIC_ROOT / "staticfiles.json").exists()
 
 LOGIN_URL = "/admin/login/"
 
@@ -169,6 +174,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "vsearch_site.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {
         "votes": env_str("VSEARCH_VOTE_RATE") or "120/min",
         "votes_ip": env_str("VSEARCH_VOTE_IP_RATE") or "6000/min",
@@ -251,13 +261,38 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the swipe page reads it to send X-CSRFToken
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if env_bool("VSEARCH_HTTPS", False):
+# Our pages and the admin need no inline script or style (an e2e test loads them under this policy and finds no
+# violation). Off in DEBUG, whose error pages are inline; VSEARCH_CSP=off sends none, any other value replaces it.
+DEFAULT_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+_csp = env_str("VSEARCH_CSP")
+VSEARCH_CSP = "" if _csp.lower() == "off" else _csp or ("" if DEBUG else DEFAULT_CSP)
+
+HSTS_PRELOAD_MIN_SECONDS = 31536000  # the preload list takes a site only with max-age of a year or more
+VSEARCH_HTTPS = env_bool("VSEARCH_HTTPS", False)
+_hsts_preload = env_bool("VSEARCH_HSTS_PRELOAD", False)
+if _hsts_preload and not VSEARCH_HTTPS:
+    raise ImproperlyConfigured("VSEARCH_HSTS_PRELOAD=1 needs VSEARCH_HTTPS=1: HSTS is sent only over HTTPS.")
+if VSEARCH_HTTPS:
     SECURE_SSL_REDIRECT = env_bool("VSEARCH_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env_int("VSEARCH_HSTS_SECONDS", 3600, minimum=0)
+    SECURE_HSTS_SECONDS = env_int(
+        "VSEARCH_HSTS_SECONDS", HSTS_PRELOAD_MIN_SECONDS if _hsts_preload else 3600, minimum=0
+    )
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    # Preloading is a promise browsers ship (this domain and every subdomain on HTTPS, for months after it is
+    # withdrawn), so it is asked for, never the default.
+    SECURE_HSTS_PRELOAD = _hsts_preload
+    if _hsts_preload and SECURE_HSTS_SECONDS < HSTS_PRELOAD_MIN_SECONDS:
+        raise ImproperlyConfigured(
+            f"VSEARCH_HSTS_PRELOAD=1 needs VSEARCH_HSTS_SECONDS of at least {HSTS_PRELOAD_MIN_SECONDS} (a year), "
+            f"not {SECURE_HSTS_SECONDS}: the preload list refuses shorter ones."
+        )
+    if not _hsts_preload:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]  # "SECURE_HSTS_PRELOAD is not True": opt-in, as above
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOGGING = {

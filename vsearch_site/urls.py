@@ -14,5 +14,6 @@ urlpatterns = [
     path("", include("frontend.urls")),
 ]
 
+handler400 = "vsearch_site.views.bad_request"
 handler404 = "vsearch_site.views.not_found"
 handler500 = "vsearch_site.views.server_error"

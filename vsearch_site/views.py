@@ -7,9 +7,12 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.views.decorators.cache import cache_control
+from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as django_server_error
 from django.views.static import serve
+
+from vsearch_site.errors import bad_request_detail
 
 
 @cache_control(public=True, max_age=31536000, immutable=True)
@@ -54,6 +57,13 @@ def not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=404)
     return page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """A request Django refused before any view (or in middleware): JSON under /api/, as every API error is."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": bad_request_detail(exception)}, status=400)
+    return django_bad_request(request, exception)
 
 
 def server_error(request):

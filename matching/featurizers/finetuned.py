@@ -6,6 +6,7 @@ the catalog's own categories; the file it writes carries its architecture, so a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,6 +19,10 @@ from matching.featurizers.torch_models import TorchFeaturizer, load_state_strict
 BACKBONES = {"resnet18": 512, "resnet50": 2048}
 FORMAT = "vsearch-finetuned-1"
 DEFAULT_WEIGHTS = "weights/finetuned-resnet18.pt"  # in the private storage; written by train_featurizer
+# Bounds on a checkpoint's metadata. The feature layer may be as wide as an uploaded embedding (uploads.MAX_DIM);
+# below 32 px the ResNets' five halvings leave nothing to pool; 1024 px has 21x the pixels of ImageNet's 224.
+MAX_HIDDEN_DIM = 16384
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024
 
 
 class FineTuneNet(nn.Module):
@@ -59,18 +64,70 @@ def read_checkpoint(path: str | Path) -> dict:
     return data
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """What a checkpoint says its network is, checked: the network is built from this, never from raw metadata."""
+
+    backbone: str
+    hidden_dim: int
+    n_classes: int
+    input_size: int
+
+
+def _whole(value, name: str, low: int, high: int, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise WeightsError(f"{source}: {name} is {value!r}, not a whole number in {low}..{high:,}.")
+    return value
+
+
+def checked_architecture(data: dict, *, source: str) -> Architecture:
+    """The checkpoint's metadata in sane ranges and matching its tensors' shapes, before any network is built.
+
+    Building first would trust the metadata: a 1.5 KB file declaring hidden_dim=100000 allocated 242 MB.
+    """
+    backbone = data.get("backbone")
+    if backbone not in BACKBONES:
+        raise WeightsError(f"{source}: backbone is {backbone!r}; it must be one of {', '.join(BACKBONES)}.")
+    hidden_dim = _whole(data.get("hidden_dim"), "hidden_dim", 1, MAX_HIDDEN_DIM, source)
+    input_size = _whole(data.get("input_size"), "input_size", MIN_INPUT_SIZE, MAX_INPUT_SIZE, source)
+    classes = data.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise WeightsError(f"{source}: classes must be a list of at least two category names.")
+    state = data.get("state_dict")
+    if not isinstance(state, dict):
+        raise WeightsError(f"{source} has no state_dict of tensors.")
+    expected = {
+        "hidden.weight": (hidden_dim, BACKBONES[backbone]),
+        "hidden.bias": (hidden_dim,),
+        "head.weight": (len(classes), hidden_dim),
+        "head.bias": (len(classes),),
+    }
+    for key, shape in expected.items():
+        tensor = state.get(key)
+        if not isinstance(tensor, torch.Tensor):
+            raise WeightsError(f"{source}: the state_dict has no tensor {key}.")
+        if tuple(tensor.shape) != shape:
+            raise WeightsError(
+                f"{source}: {key} is {tuple(tensor.shape)}, but backbone={backbone}, hidden_dim={hidden_dim} and "
+                f"{len(classes)} classes make it {shape}."
+            )
+    return Architecture(backbone=backbone, hidden_dim=hidden_dim, n_classes=len(classes), input_size=input_size)
+
+
 def finetuned_featurizer(weights: str) -> TorchFeaturizer:
     if weights in SENTINELS:
         raise WeightsError("The fine-tuned featurizer needs the weights file written by `manage.py train_featurizer`.")
     data = read_checkpoint(weights)
-    model = FineTuneNet(data["backbone"], int(data["hidden_dim"]), len(data["classes"]))
-    load_state_strict(model, data["state_dict"], source=Path(weights).name)
-    size = int(data["input_size"])
+    source = Path(weights).name
+    arch = checked_architecture(data, source=source)
+    model = FineTuneNet(arch.backbone, arch.hidden_dim, arch.n_classes)
+    load_state_strict(model, data["state_dict"], source=source)
+    size = arch.input_size
     return TorchFeaturizer(
         "finetuned",
         model,
         {"hidden": "hidden"},
-        {"hidden": int(data["hidden_dim"])},
+        {"hidden": arch.hidden_dim},
         standard_transform(size=size, resize=int(round(size * 256 / 224))),
     )
 

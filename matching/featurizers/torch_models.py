@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,11 +67,50 @@ def imagenet_weights(arch: str):
     return enum, state
 
 
+# The pickle that opens a checkpoint in PyTorch's legacy (pre-1.6) format: protocol 2, then its magic number.
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def check_torch_container(path: Path) -> None:
+    """Refuse a .pt/.pth that would make torch.load allocate more than the file holds, before it is loaded.
+
+    torch.save writes a zip of stored (uncompressed) records, so what torch.load allocates is what the file
+    holds. A deflated record may expand a thousandfold (a 390 KB file loaded 400 MB), and the legacy format
+    (anything not a zip) allocates each storage at the size its pickle declares (a 2 KB file allocated 400 MB)
+    before reading it.
+    """
+    with path.open("rb") as fh:
+        legacy = fh.read(len(LEGACY_TORCH_MAGIC)) == LEGACY_TORCH_MAGIC
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        if legacy:
+            raise WeightsError(
+                f"{path.name} is in PyTorch's legacy (pre-1.6) format, which is not accepted: load it and save it "
+                "again with torch.save(model.state_dict(), path) from a current PyTorch."
+            ) from None
+        raise WeightsError(
+            f"{path.name} cannot be loaded as weights: it is not a PyTorch checkpoint (the zip file that "
+            "torch.save writes)."
+        ) from None
+    compressed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+        raise WeightsError(
+            f"{path.name} has compressed records ({', '.join(compressed[:3])}); torch.save never compresses, and a "
+            "compressed checkpoint may expand far past its size. Save it again with torch.save."
+        )
+    if sum(r.file_size for r in records) > path.stat().st_size:
+        raise WeightsError(f"{path.name} declares records larger than the file: it is truncated or corrupt.")
+
+
 def load_weights_file(path: str | Path) -> dict:
     """A state dict from .pt/.pth (never unpickling code: weights_only=True) or .safetensors."""
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"Weights file {path} does not exist.")
+    if path.suffix != ".safetensors":
+        check_torch_container(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -88,12 +128,15 @@ def load_weights_file(path: str | Path) -> dict:
             ) from None
         if "Weights only load failed" in text:
             raise WeightsError(f"{path.name} cannot be loaded as weights: it is not a PyTorch checkpoint.") from None
-        raise WeightsError(f"{path.name} cannot be loaded as weights: {text.splitlines()[0][:300]}") from None
+        first_line = (text.splitlines() or [exc.__class__.__name__])[0]  # EOFError() has no message at all
+        raise WeightsError(f"{path.name} cannot be loaded as weights: {first_line[:300]}") from None
 
 
 def load_state_strict(model: nn.Module, state: dict, *, source: str) -> None:
     """load_state_dict(strict=True), with a short message a person can act on when keys or shapes differ."""
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise WeightsError(f"{source} does not hold a state dict of tensors.")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -112,7 +155,12 @@ def load_state_strict(model: nn.Module, state: dict, *, source: str) -> None:
         problems.append(f"{len(wrong)} wrong shapes (e.g. {'; '.join(wrong[:3])})")
     if problems:
         raise WeightsError(f"{source} does not fit {model.__class__.__name__}: " + ", ".join(problems) + ".")
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # right keys and shapes, but a tensor that cannot be copied in (complex, say)
+        raise WeightsError(
+            f"{source} does not fit {model.__class__.__name__}: {str(exc).splitlines()[-1][:300]}"
+        ) from None
 
 
 class TorchFeaturizer:

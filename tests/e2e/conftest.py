@@ -34,29 +34,50 @@ def chromium():
         browser.close()
 
 
+# Chromium logs each Content-Security-Policy violation on the console ("... violates the following Content Security
+# Policy directive ..."); the page's own securitypolicyviolation events are logged too, in case one is not.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => console.error(
+  `Content Security Policy violation: ${e.violatedDirective} ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}`
+));
+"""
+
+
 @pytest.fixture
 def browser_context(chromium):
-    """Opens browser contexts (viewport, touch…) for one test and closes them after it, passed or not."""
-    contexts = []
+    """Opens browser contexts (viewport, touch…) for one test and closes them after it, passed or not.
+
+    Every page runs under the site's Content-Security-Policy; the test fails if any page of it broke the policy.
+    """
+    contexts, violations = [], []
+
+    def on_console(message):
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
 
     def open_context(**options):
         context = chromium.new_context(**options)
         context.set_default_timeout(10_000)
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        context.on("console", on_console)
         contexts.append(context)
         return context
 
     yield open_context
     for context in contexts:
         context.close()
+    assert violations == [], "Content-Security-Policy violations:\n" + "\n".join(violations)
 
 
 @pytest.fixture
 def served(settings):
-    """Settings for pages served by the live server: plain static files (no collectstatic manifest)."""
+    """Settings for pages served by the live server: plain static files (no collectstatic manifest), and the
+    production Content-Security-Policy."""
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    settings.VSEARCH_CSP = settings.DEFAULT_CSP
     from django.core.cache import cache
 
     # Rotation, exposure counts and throttle buckets are cached: start from nothing.

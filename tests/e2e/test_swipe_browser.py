@@ -15,6 +15,10 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
 ]
 
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
 
@@ -27,7 +31,8 @@ def expect(*args, **kwargs):
 
 def open_swipe(browser_context, live_server, **context_options):
     page = browser_context(**context_options).new_page()
-    page.goto(live_server.url + "/")
+    response = page.goto(live_server.url + "/")
+    assert response.headers["content-security-policy"] == CSP  # what the page runs under (the fixture checks it)
     wait_ready(page)
     return page
 
@@ -190,3 +195,24 @@ def test_a_vote_whose_post_fails_once_is_retried_and_lands(browser_context, live
     expect(page.get_by_test_id("status")).to_have_text("Your vote is saved.")
     assert votes_by_card() == {voted: True}
     assert len(posts) == 2 and posts[0] == posts[1]
+
+
+def test_the_staff_page_and_the_admin_run_under_the_content_security_policy(browser_context, live_server, two_variants):
+    from django.contrib.auth.models import User
+
+    User.objects.create_user("stella", password="pw-for-tests-only", is_staff=True, is_superuser=True)
+    page = browser_context(**DESKTOP).new_page()
+
+    login = page.goto(live_server.url + "/admin/login/?next=/staff/")
+    assert login.headers["content-security-policy"] == CSP
+    page.get_by_label("Username").fill("stella")
+    page.get_by_label("Password").fill("pw-for-tests-only")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("variant-row")).to_have_count(2)
+    page.get_by_label("Precomputed embeddings", exact=False).check()
+    expect(page.locator("fieldset.weights-only")).to_be_hidden()  # staff.js ran
+
+    page.goto(live_server.url + "/admin/matching/variant/")
+    expect(page.locator("#result_list")).to_be_visible()
+    page.goto(live_server.url + f"/admin/matching/variant/{two_variants[0].pk}/change/")
+    expect(page.locator("#content-main form")).to_be_visible()

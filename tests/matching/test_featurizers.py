@@ -256,15 +256,19 @@ class RunsCode:
 
 
 @pytest.mark.parametrize(
-    "save",
-    [torch.save, lambda obj, path: path.write_bytes(pickle.dumps(obj, protocol=2))],
+    ("save", "message"),
+    [
+        (torch.save, "evil.pt is not a plain state dict: loading it would run code"),
+        # Not a zip: refused before torch.load reads it (its legacy loader would allocate what the pickle declares).
+        (lambda obj, path: path.write_bytes(pickle.dumps(obj, protocol=2)), "evil.pt cannot be loaded as weights"),
+    ],
     ids=["torch.save", "pickle"],
 )
-def test_a_weights_file_that_runs_code_when_unpickled_is_refused_and_runs_nothing(tmp_path, save):
+def test_a_weights_file_that_runs_code_when_unpickled_is_refused_and_runs_nothing(tmp_path, save, message):
     marker = tmp_path / "pwned"
     save({"fc.weight": RunsCode(marker)}, tmp_path / "evil.pt")
 
-    with pytest.raises(WeightsError, match="evil.pt is not a plain state dict: loading it would run code"):
+    with pytest.raises(WeightsError, match=message):
         featurizers.get("resnet18", str(tmp_path / "evil.pt"))
 
     assert not marker.exists()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -210,3 +213,112 @@ def test_make_demo_catalog_imports_every_category_once_and_a_rerun_does_nothing(
     assert set(Item.objects.values_list("attributes__pattern", flat=True)) <= {
         "solid", "stripes", "checks", "polka dots", "plaid"
     }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- confinement
+
+
+@pytest.fixture
+def secret(tmp_path) -> Path:
+    """An image outside the dataset folder, next to it: what a manifest must not publish."""
+    return write(tmp_path / "private" / "secret.png", patterned_png(20))
+
+
+def manifest(folder: Path, paths: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "m.json").write_text(json.dumps([{"path": p, "category": "hat"} for p in paths]))
+    return folder / "m.json"
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("a path up and out", "is outside the manifest's folder"),
+        ("an absolute path", "is outside the manifest's folder"),
+        ("a linked file", "is a symbolic link"),
+        ("a file in a linked folder", "is a symbolic link"),
+    ],
+)
+def test_a_manifest_naming_an_image_outside_its_folder_is_refused_by_name_and_nothing_is_stored(
+    db, tmp_path, secret, isolated_media, case, reason
+):
+    folder = tmp_path / "dataset"
+    write(folder / "ok.png", patterned_png(21))
+    (folder / "linked.png").symlink_to(secret)
+    (folder / "linked-folder").symlink_to(secret.parent, target_is_directory=True)
+    name = {
+        "a path up and out": "../private/secret.png",
+        "an absolute path": str(secret),
+        "a linked file": "linked.png",
+        "a file in a linked folder": "linked-folder/secret.png",
+    }[case]
+
+    report = catalog_import(source=manifest(folder, ["ok.png", name]))
+
+    assert report.added == 1
+    [(rejected, message)] = report.rejected
+    assert rejected == name and reason in message and "--allow-outside" in message
+    assert Item.objects.get().source == "ok.png"
+    assert len(media_files(isolated_media)) == 1
+
+
+def test_with_allow_outside_the_command_imports_images_outside_the_folder(db, tmp_path, secret, capsys):
+    folder = tmp_path / "dataset"
+    (folder / "linked.png").parent.mkdir(parents=True)
+    (folder / "linked.png").symlink_to(write(tmp_path / "shared" / "other.png", patterned_png(22)))
+    path = manifest(folder, ["../private/secret.png", str(secret.parent / "secret.png"), "linked.png"])
+
+    call_command("import_catalog", str(path), "--allow-outside")
+
+    assert "2 added, 1 already in the catalog, 0 skipped." in capsys.readouterr().out
+
+
+def test_symbolic_links_in_a_folder_import_are_refused_by_name_unless_allowed(db, tmp_path, secret):
+    root = tmp_path / "dataset"
+    write(root / "hat" / "ok.png", patterned_png(23))
+    (root / "hat" / "linked.png").symlink_to(secret)
+    (root / "scarf").symlink_to(secret.parent, target_is_directory=True)
+
+    refused = catalog_import(source=root)
+    allowed = catalog_import(source=root, allow_outside=True)
+
+    assert refused.added == 1
+    assert [(name, reason.split(";")[0]) for name, reason in refused.rejected] == [
+        ("hat/linked.png", "is a symbolic link"),
+        ("scarf", "is a symbolic link to a folder"),
+    ]
+    assert (allowed.added, allowed.existing) == (1, 2)  # the secret stored once though reached twice; ok.png again
+    assert set(Item.objects.values_list("source", flat=True)) == {"hat/ok.png", "hat/linked.png"}
+
+
+def test_an_image_over_the_byte_limit_is_refused_before_it_is_read(db, tmp_path, settings):
+    settings.VSEARCH_MAX_IMAGE_BYTES = 1024 * 1024
+    big = tmp_path / "d" / "hat" / "big.png"
+    big.parent.mkdir(parents=True)
+    with big.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024)  # sparse: 64 MB to read, nothing on disk
+
+    tracemalloc.start()
+    try:
+        [(_, message)] = catalog_import(source=tmp_path / "d").rejected
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert message == "file is 67,108,864 bytes, over the limit of 1,048,576"
+    assert peak < 2 * 1024 * 1024
+
+
+def test_a_manifest_naming_a_fifo_is_refused_without_waiting_for_a_writer(db, tmp_path):
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.png")
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(catalog_import(source=manifest(folder, ["pipe.png"]))))
+
+    worker.daemon = True  # should it block, it must not keep the test run from ending
+    worker.start()
+    worker.join(timeout=10)
+
+    assert done, "the import is still waiting on the FIFO"
+    assert done[0].rejected == [("pipe.png", "not a regular file")]

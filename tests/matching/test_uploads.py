@@ -8,67 +8,21 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torchvision
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from matching.models import FeatureSet, MatchPair, Variant
+from matching.featurizers.finetuned import FineTuneNet, checkpoint
+from matching.models import MatchPair, Variant
+from tests.matching.conftest import snapshot, upload, weights_file
 from voting import sampling
 from voting.models import Voter
-
-
-@pytest.fixture(scope="session")
-def resnet18_weights(tmp_path_factory) -> bytes:
-    path = tmp_path_factory.mktemp("weights") / "r18.pt"
-    torch.manual_seed(1)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    return path.read_bytes()
-
-
-@pytest.fixture
-def staff_api(db) -> APIClient:
-    user = User.objects.create_user("sam", password="pw-for-tests-only", is_staff=True)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
-
-def snapshot(media: Path) -> tuple:
-    """Rows, and the files of the public media root and of the private build storage beside it."""
-    from django.conf import settings
-
-    files = [
-        str(p.relative_to(root.parent))
-        for root in (Path(media), Path(settings.VSEARCH_PRIVATE_ROOT))
-        if root.exists()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    ]
-    return (Variant.objects.count(), FeatureSet.objects.count(), MatchPair.objects.count(), files)
-
-
-def upload(client, **fields):
-    data = {
-        "kind": "weights",
-        "name": "my resnet",
-        "description": "trained on Tuesday",
-        "metrics": ["l2"],
-        "architecture": "resnet18",
-        "layer": "penultimate",
-        **fields,
-    }
-    return client.post("/api/variants/upload", data, format="multipart")
-
-
-def weights_file(data: bytes, name: str = "r18.pt") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, data, content_type="application/octet-stream")
 
 
 def test_uploaded_weights_become_one_built_variant_per_metric_in_the_rotation(
@@ -159,7 +113,40 @@ BAD_WEIGHTS = [
     ),
     ("wrong shapes", lambda w: weights_file(_reshaped(w)), "wrong shapes"),
     ("an unsupported file type", lambda w: weights_file(b"x", "model.onnx"), ".pt/.pth"),
+    ("a checkpoint with compressed records", lambda w: weights_file(_deflated(w)), "has compressed records"),
+    ("a checkpoint in the legacy format", lambda w: weights_file(_legacy(w)), "legacy (pre-1.6) format"),
+    (
+        "a checkpoint whose pickle is cut short",
+        lambda w: weights_file(_cut_pickle(_saved({"fc.weight": torch.zeros(2, 2)}))),
+        "cannot be loaded as weights: EOFError",
+    ),
 ]
+
+
+def _cut_pickle(weights: bytes) -> bytes:
+    """The same zip with its data.pkl cut to five bytes: torch.load raises an EOFError without a message."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(weights)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            target.writestr(info, data[:5] if info.filename.endswith("data.pkl") else data)
+    return buffer.getvalue()
+
+
+def _deflated(weights: bytes) -> bytes:
+    """The same checkpoint with its records deflated: torch.load would expand them whatever size they claim."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(weights)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+    return buffer.getvalue()
+
+
+def _legacy(weights: bytes) -> bytes:
+    """The same state dict in the pre-1.6 format, whose loader allocates each storage at its declared size."""
+    buffer = io.BytesIO()
+    torch.save(torch.load(io.BytesIO(weights), weights_only=True), buffer, _use_new_zipfile_serialization=False)
+    return buffer.getvalue()
 
 
 def _saved(state: dict) -> bytes:
@@ -234,6 +221,11 @@ BAD_EMBEDDINGS = [
     (
         "Inf values",
         lambda items: {"file": embeddings_npz(items, embeddings=np.full((len(items), 3), np.inf))},
+        "NaN or Inf",
+    ),
+    (
+        "values beyond float32",  # finite as float64, inf as the float32 that would be stored
+        lambda items: {"file": embeddings_npz(items, embeddings=np.full((len(items), 3), 1e39))},
         "NaN or Inf",
     ),
     ("npy without an id list", lambda items: {"file": _npy(np.zeros((3, 3)))}, "needs an item-id list"),
@@ -358,3 +350,67 @@ def test_a_new_variant_is_marked_new_on_the_leaderboard(demo_catalog, staff_api)
     [row] = APIClient().get("/api/leaderboard").json()["rows"]
 
     assert row["is_new"] is True and row["description"] == "trained on Tuesday"
+
+
+# ---------------------------------------------------------------------------------------- fine-tuned checkpoints
+
+
+DROP = object()  # a change that removes the key
+
+
+def finetuned_checkpoint(**changes) -> dict:
+    """A small train_featurizer checkpoint (resnet18, 8-d feature layer, two classes, 32 px), then `changes`."""
+    torch.manual_seed(0)
+    model = FineTuneNet("resnet18", hidden_dim=8, n_classes=2)
+    data = checkpoint(model, backbone="resnet18", classes=["bag", "hat"], input_size=32, accuracy=0.5)
+    for key, value in changes.items():
+        if value is DROP:
+            del data[key]
+        else:
+            data[key] = value
+    return data
+
+
+def _without(key: str) -> dict:
+    state = finetuned_checkpoint()["state_dict"]
+    del state[key]
+    return state
+
+
+BAD_CHECKPOINTS = [
+    ("no backbone", {"backbone": DROP}, "backbone is None; it must be one of resnet18, resnet50"),
+    ("an unknown backbone", {"backbone": "vgg16"}, "backbone is 'vgg16'"),
+    ("hidden_dim that is not a number", {"hidden_dim": "abc"}, "hidden_dim is 'abc', not a whole number"),
+    ("a huge hidden_dim", {"hidden_dim": 100_000}, "hidden_dim is 100000, not a whole number in 1..16,384"),
+    ("hidden_dim that differs from its tensors", {"hidden_dim": 16}, "hidden.weight is (8, 512), but"),
+    ("classes that are not a list", {"classes": 3}, "classes must be a list of at least two category names"),
+    ("input_size as text", {"input_size": "64"}, "input_size is '64'"),
+    ("a tiny input_size", {"input_size": 4}, "input_size is 4, not a whole number in 32..1,024"),
+    ("no state_dict", {"state_dict": DROP}, "has no state_dict of tensors"),
+    ("a state_dict without the head", {"state_dict": _without("head.weight")}, "has no tensor head.weight"),
+]
+
+
+@pytest.mark.parametrize(("case", "changes", "message"), BAD_CHECKPOINTS, ids=[c[0] for c in BAD_CHECKPOINTS])
+def test_a_malformed_finetuned_checkpoint_gets_a_400_naming_the_problem_and_nothing_is_stored(
+    demo_catalog, staff_api, isolated_media, case, changes, message
+):
+    before = snapshot(isolated_media)
+    file = weights_file(_saved(finetuned_checkpoint(**changes)), "ft.pt")
+
+    response = upload(staff_api, architecture="finetuned", layer="hidden", file=file)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"].startswith("ft.pt")
+    assert message in response.json()["detail"]
+    assert snapshot(isolated_media) == before
+
+
+def test_a_finetuned_checkpoint_is_accepted_and_builds(demo_catalog, staff_api):
+    file = weights_file(_saved(finetuned_checkpoint()), "ft.pt")
+
+    response = upload(staff_api, architecture="finetuned", layer="hidden", file=file)
+
+    assert response.status_code == 201, response.json()
+    variant = Variant.objects.get(name="my resnet · l2")
+    assert variant.status == Variant.Status.READY and variant.feature_set.dim == 8, variant.error

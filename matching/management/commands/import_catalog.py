@@ -15,8 +15,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path", type=Path)
+        parser.add_argument(
+            "--allow-outside",
+            action="store_true",
+            help="also import images outside the folder (the manifest's folder) or reached through symbolic links",
+        )
 
-    def handle(self, *args, path: Path, **options):
+    def handle(self, *args, path: Path, allow_outside: bool = False, **options):
         bar = tqdm(desc="import", unit="img", disable=options["verbosity"] == 0, file=self.stderr._out)
 
         def progress(done: int, total: int) -> None:
@@ -25,7 +30,7 @@ class Command(BaseCommand):
             bar.refresh()
 
         try:
-            report = catalog_import(source=path, progress=progress)
+            report = catalog_import(source=path, allow_outside=allow_outside, progress=progress)
         except SourceError as exc:
             raise CommandError(str(exc)) from None
         finally:
