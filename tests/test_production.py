@@ -78,6 +78,7 @@ def test_collectstatic_names_the_hashed_files_inside_es_module_imports(tmp_path,
     for name in imports:
         assert (main.parent / name).resolve().exists()
 
+
 def test_pages_and_api_answers_carry_the_content_security_policy(db, client, settings):
     for path in ["/", "/leaderboard/", "/api/leaderboard", "/admin/login/", "/api/nothing-here"]:
         response = client.get(path)
