@@ -37,11 +37,12 @@ def isolated_media(settings, tmp_path):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.WHITENOISE_USE_FINDERS = True
-    from voting import sampling
+    from voting import design, sampling
     from vsearch_site.celery import app
 
     app.conf.task_always_eager = True
-    sampling.memo.clear()  # the per-process memo of the rotation must not outlive a test
+    sampling.memo.clear()  # the per-process memos of the rotation and the design must not outlive a test
+    design.memo.clear()
     yield settings.MEDIA_ROOT
 
 

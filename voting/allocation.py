@@ -58,3 +58,27 @@ def balanced_shares(credited_votes: Sequence[int], *, low: float, high: float) -
 def card_propensity(makers: Sequence[int], shares: dict[int, float], cards: dict[int, int]) -> float:
     """P(a card is drawn) for a fresh voter: over the models in the rotation that produced it, share / cards."""
     return float(sum(shares[m] / cards[m] for m in makers if m in shares and cards.get(m)))
+
+
+def top_two_shares(p_best: Sequence[float], *, beta: float, floor: float) -> np.ndarray:
+    """Top-two Thompson sampling (Russo 2016) as probabilities: with probability `beta` a draw goes to the model
+    that is best under one posterior sample (P = q_m, its P(best)); otherwise to the challenger, the best of
+    another sample given that it differs, P(m | not l) = q_m / (1 - q_l) for leader l. So
+    share_m = beta q_m + (1 - beta) q_m Σ_{l≠m} q_l / (1 - q_l).
+    Then `floor` of the draws are spread uniformly: every model keeps at least floor / M, its estimate keeps
+    improving, and the inverse-propensity weights stay bounded by M / floor."""
+    q = np.clip(np.asarray(p_best, dtype=np.float64), 0.0, 1.0)
+    m = len(q)
+    if m == 0:
+        return q
+    if m == 1:
+        return np.ones(1)
+    if q.sum() <= 0:
+        q = np.full(m, 1.0 / m)
+    # A leader certain to be best (q = 1) leaves the challenger undefined: kept just below 1, the challengers
+    # share the second half of the draws in proportion to their own (tiny) chances, i.e. about evenly.
+    q = np.clip(q / q.sum(), 1e-6, 1.0 - 1e-6)
+    ratio = q / (1.0 - q)
+    shares = beta * q + (1.0 - beta) * q * (ratio.sum() - ratio)
+    shares = shares / shares.sum()
+    return (1.0 - floor) * shares + floor / m

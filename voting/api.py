@@ -92,20 +92,26 @@ class PairNext(VoterView):
     def get(self, request):
         voter = voter_from_request(request, create=True)
         if not sampling.rotation():
-            raise Unavailable("No model is ready yet: matches are still being built. Try again in a minute.")
-        past = sampling.history(voter)
-        cast = past.votes
-        card = sampling.pair_next_for(voter=voter, past=past)
-        if card is None:
-            return Response(
-                {
-                    "done": True,
-                    "votes_cast": cast,
-                    "detail": "You have judged every pair we have. Thank you! "
-                    "See how the models rank on the leaderboard.",
-                }
-            )
-        return Response(_card_payload(card, voter, cast))
+            raise Unavailable(NO_MODEL)
+        return Response(_next_payload(voter))
+
+
+NO_MODEL = "No model is ready yet: matches are still being built. Try again in a minute."
+
+
+def _next_payload(voter) -> dict | None:
+    """The voter's next card (or that they are done), as GET /api/pairs/next answers it; None without a model."""
+    if not sampling.rotation():
+        return None
+    past = sampling.history(voter)
+    card = sampling.pair_next_for(voter=voter, past=past)
+    if card is None:
+        return {
+            "done": True,
+            "votes_cast": past.votes,
+            "detail": "You have judged every pair we have. Thank you! See how the models rank on the leaderboard.",
+        }
+    return _card_payload(card, voter, past.votes)
 
 
 class VoteCreate(VoterView):
@@ -129,8 +135,11 @@ class VoteCreate(VoterView):
         )
         if voter.pk is None:
             request._new_voter = vote.voter  # the first vote made the row: the cookie now carries its id
+        # One round trip per vote: the answer carries the next card.
+        following = _next_payload(vote.voter)
+        cast = following["votes_cast"] if following else votes_cast(vote.voter)
         return Response(
-            {"votes_cast": votes_cast(vote.voter), "undo_seconds": settings.VSEARCH_UNDO_SECONDS},
+            {"votes_cast": cast, "undo_seconds": settings.VSEARCH_UNDO_SECONDS, "next": following},
             status=status.HTTP_201_CREATED,
         )
 
@@ -181,13 +190,24 @@ def _snapshot_fields(snapshot) -> dict:
 class Leaderboard(LeaderboardView):
     @extend_schema(responses={200: LeaderboardOut, 429: ErrorOut})
     def get(self, request):
-        head = {"confidence": settings.VSEARCH_CONFIDENCE, "min_votes": settings.VSEARCH_MIN_VOTES}
+        head = {
+            "confidence": settings.VSEARCH_CONFIDENCE,
+            "min_votes": settings.VSEARCH_MIN_VOTES,
+            "decided_at": settings.VSEARCH_DECIDED,
+            "equivalence_margin": settings.VSEARCH_EQUIVALENCE_MARGIN,
+            "design": settings.VSEARCH_DESIGN,
+        }
         if _live(request):
-            rows, when = leaderboard.leaderboard_cached(), {"live": True, "as_of": timezone.now(), "next_update": None}
+            board = leaderboard.board_live()
+            rows, decision, when = (
+                board.rows,
+                board.decision,
+                {"live": True, "as_of": timezone.now(), "next_update": None},
+            )
         else:
             snapshot = leaderboard.public_snapshot()
-            rows, when = snapshot.rows, _snapshot_fields(snapshot)
-        return Response(LeaderboardOut({**head, **when, "rows": rows}).data)
+            rows, decision, when = snapshot.rows, snapshot.decision, _snapshot_fields(snapshot)
+        return Response(LeaderboardOut({**head, **when, "rows": rows, "decision": decision}).data)
 
 
 class LeaderboardCategories(LeaderboardView):

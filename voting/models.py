@@ -102,6 +102,7 @@ class PublicSnapshot(models.Model):
     cutoff = models.DateTimeField(help_text="Votes cast before this are in the snapshot.")
     taken_at = models.DateTimeField(auto_now_add=True)
     rows = models.JSONField(default=list)
+    decision = models.JSONField(default=dict, help_text="What the rows let one decide about the top two.")
     categories = models.JSONField(default=dict, help_text="variant id -> its rows per query category")
 
     class Meta:

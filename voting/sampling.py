@@ -15,9 +15,8 @@ from django.db.models import Count, Max, Q
 
 from matching.models import MatchPair, Pair, Variant
 from matching.storage import media_url
-from voting import allocation
+from voting import allocation, design
 from voting.models import GoldCard, Vote, Voter
-from voting.tallies import TALLIES_CACHE_KEY, Tally, variant_tallies_cached
 from vsearch_site.cache import ProcessMemo
 
 ROTATION_CACHE_KEY = "voting:rotation"
@@ -74,26 +73,13 @@ def rotation() -> list[Rotating]:
 def rotation_forget(**signal_kwargs) -> None:
     """The rotation changed (matching.signals.rotation_changed): drop what this process and Redis cached."""
     memo.clear()
-    cache.delete_many([ROTATION_CACHE_KEY, TALLIES_CACHE_KEY, GOLD_CACHE_KEY])
-
-
-def _tallies() -> dict[int, Tally]:
-    tallies = memo.get(TALLIES_CACHE_KEY)
-    if tallies is None:
-        tallies = variant_tallies_cached()
-        memo.put(TALLIES_CACHE_KEY, tallies)
-    return tallies
+    design.forget()
+    cache.delete_many([ROTATION_CACHE_KEY, design.DESIGN_CACHE_KEY, GOLD_CACHE_KEY])
 
 
 def design_shares(variants: list[Rotating]) -> dict[int, float]:
-    """P(a draw picks each model), from live internal counts only (never a public number)."""
-    tallies = _tallies()
-    shares = allocation.balanced_shares(
-        [tallies.get(v.variant_id, Tally(0, 0)).votes for v in variants],
-        low=settings.VSEARCH_BALANCE_MIN_SHARE,
-        high=settings.VSEARCH_BALANCE_MAX_SHARE,
-    )
-    return {v.variant_id: float(s) for v, s in zip(variants, shares, strict=True)}
+    """P(a draw picks each model) under the serving design, from live internal numbers (never a public one)."""
+    return design.current(tuple(v.variant_id for v in variants)).shares
 
 
 def history(voter: Voter) -> History:

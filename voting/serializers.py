@@ -33,6 +33,9 @@ class LeaderboardRowOut(serializers.Serializer):
     provisional = serializers.BooleanField()
     is_new = serializers.BooleanField()
     p_at_1 = serializers.FloatField(allow_null=True)
+    n_eff = serializers.FloatField(help_text="Effective number of votes behind the weighted approval.")
+    p_best = serializers.FloatField(allow_null=True, help_text="P(best) among the models in the rotation.")
+    decided = serializers.BooleanField(help_text="P(best) has reached VSEARCH_DECIDED.")
 
 
 class CategoryRowOut(serializers.Serializer):
@@ -53,11 +56,28 @@ class DoneOut(serializers.Serializer):
 class VotedOut(serializers.Serializer):
     votes_cast = serializers.IntegerField()
     undo_seconds = serializers.IntegerField()
+    next = serializers.JSONField(
+        allow_null=True, help_text="The next card, or {done, detail, votes_cast}; null while no model is ready."
+    )
+
+
+class DecisionOut(serializers.Serializer):
+    leader = serializers.IntegerField(allow_null=True)
+    runner_up = serializers.IntegerField(allow_null=True)
+    status = serializers.ChoiceField(choices=["decided", "practically equivalent", "undecided", "too few votes"])
+    p_leader_best = serializers.FloatField(allow_null=True)
+    p_within_margin = serializers.FloatField(allow_null=True)
+    votes_to_separate = serializers.IntegerField(allow_null=True)
+    explanation = serializers.CharField()
 
 
 class LeaderboardOut(serializers.Serializer):
     confidence = serializers.FloatField()
     min_votes = serializers.IntegerField()
+    decided_at = serializers.FloatField(help_text="P(best) from which a model is marked decided.")
+    equivalence_margin = serializers.FloatField()
+    design = serializers.CharField(help_text="How cards are served: active or balanced.")
+    decision = DecisionOut()
     live = serializers.BooleanField(help_text="Staff: live numbers. Everyone else: the window's snapshot.")
     as_of = serializers.DateTimeField(help_text="Votes cast before this are counted.")
     next_update = serializers.DateTimeField(allow_null=True, help_text="When the public snapshot is taken again.")

@@ -1,7 +1,8 @@
-"""Vote counts: per variant (one aggregate, shared by card balancing and the leaderboard) and per voter.
+"""Vote counts and weighted sums: per variant (one aggregate, behind both the serving design and the leaderboard)
+and per voter.
 
 Only counted votes count for a model: never a gold card's, and only those of counted voters (qualified by their
-gold answers, not excluded).
+gold answers, not excluded). Each counted vote weighs 1 / P(its card was drawn) (voting.statistics).
 """
 
 from __future__ import annotations
@@ -9,47 +10,85 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, Sum, Value
 
 from matching.models import MatchPair
 from voting.models import Vote, Voter
-from vsearch_site.cache import revalidated
-
-TALLIES_CACHE_KEY = "voting:tallies"
+from voting.statistics import Weighted, weighted_from_sums
 
 
 @dataclass(frozen=True)
 class Tally:
     votes: int
     approvals: int
+    weight: float = 0.0  # Σ 1/p over votes with a recorded propensity p
+    weighted_dope: float = 0.0  # Σ dope/p
+    weight_squared: float = 0.0  # Σ 1/p²
+    unweighted: int = 0  # votes without a recorded propensity (cast before propensities were recorded)
+    unweighted_dope: int = 0
+
+    @property
+    def estimate(self) -> Weighted:
+        """The weighted approval. A vote without a propensity weighs as much as the average weighted vote of the
+        same model (with none at all, every vote weighs the same)."""
+        weighted = self.votes - self.unweighted
+        if self.votes == 0:
+            return Weighted(None, 0.0)
+        if weighted <= 0 or self.weight <= 0:
+            return Weighted(self.approvals / self.votes, float(self.votes))
+        mean = self.weight / weighted
+        return weighted_from_sums(
+            self.weight + mean * self.unweighted,
+            self.weighted_dope + mean * self.unweighted_dope,
+            self.weight_squared + mean * mean * self.unweighted,
+        )
+
+
+def _inverse(power: int):
+    p = F("pair__votes__propensity")
+    return ExpressionWrapper(Value(1.0) / (p if power == 1 else p * p), output_field=FloatField())
 
 
 def vote_totals(group_by: str | tuple[str, ...], *, before: datetime | None = None, **filters) -> dict:
-    """Votes and approvals per group (a variant, a category, both...): one aggregate query over match pairs
+    """Counts and weighted sums per group (a variant, a category, both...): one aggregate query over match pairs
     joined to counted votes. A vote on a card that several variants produced counts for each of them."""
     groups = (group_by,) if isinstance(group_by, str) else tuple(group_by)
     counted = {"pair__votes__gold__isnull": True, "pair__votes__voter__counted": True}
     if before is not None:
         counted["pair__votes__created_at__lt"] = before
+    has_p = Q(pair__votes__propensity__gt=0)
     rows = (
         MatchPair.objects.filter(**counted, **filters)
         .values(*groups)
-        .annotate(votes=Count("pair__votes"), approvals=Count("pair__votes", filter=Q(pair__votes__dope=True)))
+        .annotate(
+            votes=Count("pair__votes"),
+            approvals=Count("pair__votes", filter=Q(pair__votes__dope=True)),
+            weight=Sum(_inverse(1), filter=has_p),
+            weighted_dope=Sum(_inverse(1), filter=has_p & Q(pair__votes__dope=True)),
+            weight_squared=Sum(_inverse(2), filter=has_p),
+            unweighted=Count("pair__votes", filter=~has_p),
+            unweighted_dope=Count("pair__votes", filter=~has_p & Q(pair__votes__dope=True)),
+        )
         .order_by()
     )
     key = (lambda row: row[groups[0]]) if len(groups) == 1 else (lambda row: tuple(row[g] for g in groups))
-    return {key(row): Tally(row["votes"], row["approvals"]) for row in rows}
+    return {
+        key(row): Tally(
+            row["votes"],
+            row["approvals"],
+            row["weight"] or 0.0,
+            row["weighted_dope"] or 0.0,
+            row["weight_squared"] or 0.0,
+            row["unweighted"],
+            row["unweighted_dope"],
+        )
+        for row in rows
+    }
 
 
 def variant_tallies(*, before: datetime | None = None) -> dict[int, Tally]:
-    """Counted votes and approvals per variant, now (or of the votes cast before `before`)."""
+    """Counted votes, approvals and weighted sums per variant, now (or of the votes cast before `before`)."""
     return vote_totals("variant_id", before=before)
-
-
-def variant_tallies_cached() -> dict[int, Tally]:
-    """Votes and approvals per variant, at most VSEARCH_TALLY_SECONDS old, recomputed by one process at a time."""
-    return revalidated(TALLIES_CACHE_KEY, settings.VSEARCH_TALLY_SECONDS, variant_tallies)
 
 
 def votes_cast(voter: Voter) -> int:

@@ -230,6 +230,18 @@ VSEARCH_TALLY_SECONDS = env_float("VSEARCH_TALLY_SECONDS", 5.0, minimum=0.0)
 # many seconds, of the votes cast before the previous window began: no public number moves with a vote, and a vote
 # shows up 1-2 windows later, long after its undo window. Staff see live numbers.
 VSEARCH_PUBLIC_SNAPSHOT_SECONDS = env_int("VSEARCH_PUBLIC_SNAPSHOT_SECONDS", 600, minimum=1)
+# How draws are shared among the models in the rotation (voting/design.py): "active" (top-two Thompson sampling
+# on the models' posteriors: votes go where they separate the leader from its rival) or "balanced" (gentle
+# balancing of vote counts). Active keeps ACTIVE_FLOOR of the draws spread evenly, so every model stays measured.
+VSEARCH_DESIGN = env_str("VSEARCH_DESIGN") or "balanced"
+if VSEARCH_DESIGN not in {"active", "balanced"}:
+    raise ImproperlyConfigured(f"VSEARCH_DESIGN={VSEARCH_DESIGN!r} must be active or balanced.")
+VSEARCH_ACTIVE_FLOOR = env_float("VSEARCH_ACTIVE_FLOOR", 0.3, minimum=0.01)
+VSEARCH_TOP_TWO_BETA = env_float("VSEARCH_TOP_TWO_BETA", 0.5, minimum=0.0)
+# The leaderboard's decision: a model with P(best) at least DECIDED is marked decided; two models whose
+# difference is credibly (with DECIDED probability) smaller than EQUIVALENCE_MARGIN are practically equivalent.
+VSEARCH_DECIDED = env_float("VSEARCH_DECIDED", 0.95, minimum=0.5)
+VSEARCH_EQUIVALENCE_MARGIN = env_float("VSEARCH_EQUIVALENCE_MARGIN", 0.02, minimum=0.0)
 # Balancing is gentle: a model's share of the draws stays within these multiples of the uniform share.
 VSEARCH_BALANCE_MIN_SHARE = env_float("VSEARCH_BALANCE_MIN_SHARE", 0.5, minimum=0.0)
 VSEARCH_BALANCE_MAX_SHARE = env_float("VSEARCH_BALANCE_MAX_SHARE", 2.0, minimum=1.0)

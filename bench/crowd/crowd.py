@@ -106,6 +106,20 @@ class Voter:
     honest: bool = True
     taste: Taste | None = None
     gold_accuracy: float | None = None  # what its taste gives on gold cards (honest voters)
+    pending: dict | None = None  # the next card, as the last vote's answer carried it
+
+    def next_card(self) -> tuple[int, dict]:
+        """The card the last vote's answer brought, else GET /api/pairs/next."""
+        card, self.pending = self.pending, None
+        if card is not None and "token" in card:
+            return 200, card
+        return self.visitor.card()
+
+    def cast_vote(self, token: str, verdict: str, rng) -> int:
+        status, answer = self.visitor.vote(token, verdict, self.shown_ms(rng))
+        if status == 201:
+            self.pending = answer.get("next")
+        return status
 
     def shown_ms(self, rng: random.Random) -> int:
         return int(min(60_000, rng.lognormvariate(math.log(1500), 0.5)))
@@ -116,10 +130,10 @@ class Voter:
 
     def step(self, ctx: Context) -> bool:
         """One card and its vote; False when there is nothing left to do."""
-        status, card = self.visitor.card()
+        status, card = self.next_card()
         if status != 200 or "token" not in card:
             return False
-        status, _ = self.visitor.vote(card["token"], self.verdict(card, ctx), self.shown_ms(ctx.rng))
+        status = self.cast_vote(card["token"], self.verdict(card, ctx), ctx.rng)
         self.cast += status == 201
         return status in (201, 409, 400, 429)
 
@@ -139,6 +153,7 @@ class CookieClearer(AlwaysDope):
 
     def step(self, ctx):
         self.visitor.clear()
+        self.pending = None  # a new identity: the next card was someone else's
         return super().step(ctx)
 
 
@@ -198,11 +213,11 @@ class DeltaOracle(Attacker):
         return out
 
     def step(self, ctx):
-        status, card = self.visitor.card()
+        status, card = self.next_card()
         if status != 200 or "token" not in card:
             return False
         before = self.totals(ctx)
-        status, _ = self.visitor.vote(card["token"], Voter.verdict(self, card, ctx), self.shown_ms(ctx.rng))
+        status = self.cast_vote(card["token"], Voter.verdict(self, card, ctx), ctx.rng)
         if status != 201:
             return status in (409, 400, 429)
         after = self.totals(ctx)
@@ -213,7 +228,7 @@ class DeltaOracle(Attacker):
         status, again = self.visitor.undo()
         if status == 200 and "token" in again:
             verdict = "dope" if guess == self.target else Voter.verdict(self, again, ctx)
-            status, _ = self.visitor.vote(again["token"], verdict, self.shown_ms(ctx.rng))
+            self.cast_vote(again["token"], verdict, ctx.rng)
         self.cast += 1
         return True
 

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from matching.models import MatchPair
 from matching.services import variant_create
 from tests.voting.conftest import add_votes
 from voting.leaderboard import leaderboard_rows
@@ -105,16 +106,75 @@ def test_leaderboard_and_swipe_pages_render(variants, client):
 def test_a_stale_leaderboard_is_served_at_once_while_another_process_recomputes_it(variants, settings):
     from django.core.cache import cache
 
-    settings.VSEARCH_TALLY_SECONDS = 5
-    from voting import leaderboard, tallies
+    from voting import design, leaderboard, sampling, tallies
 
+    settings.VSEARCH_TALLY_SECONDS = 5
     add_votes(variants[0], dope=3, nope=1)
     fresh = leaderboard.leaderboard_cached()
-    stale = {variants[0].pk: tallies.Tally(votes=99, approvals=9)}
-    cache.set(tallies.TALLIES_CACHE_KEY, (0.0, stale), 3600)  # computed long ago
-    cache.add(f"{tallies.TALLIES_CACHE_KEY}:lock", 1, 60)  # another process is on it
+    rotation = tuple(v.variant_id for v in sampling.rotation())
+    stale = design.Design("balanced", {variants[0].pk: tallies.Tally(votes=99, approvals=9)}, rotation, {})
+    cache.set(design.DESIGN_CACHE_KEY, (0.0, stale), 3600)  # computed long ago
+    cache.add(f"{design.DESIGN_CACHE_KEY}:lock", 1, 60)  # another process is on it
 
     assert {r.variant_id: r.votes for r in leaderboard.leaderboard_cached()}[variants[0].pk] == 99
 
-    cache.delete(f"{tallies.TALLIES_CACHE_KEY}:lock")  # it died without a result: the next request recomputes
+    cache.delete(f"{design.DESIGN_CACHE_KEY}:lock")  # it died without a result: the next request recomputes
     assert [(r.name, r.votes) for r in leaderboard.leaderboard_cached()] == [(r.name, r.votes) for r in fresh]
+
+
+def test_p_best_is_shown_for_the_models_in_play_and_a_clear_leader_is_decided(variants, staff):
+    histogram, random_pairs = variants
+    add_votes(histogram, dope=90, nope=10)
+    add_votes(random_pairs, dope=20, nope=80)
+
+    body = staff.get("/api/leaderboard").json()
+
+    rows = {r["variant_id"]: r for r in body["rows"]}
+    assert rows[histogram.pk]["p_best"] > 0.99 and rows[histogram.pk]["decided"] is True
+    assert rows[random_pairs.pk]["decided"] is False
+    assert sum(r["p_best"] for r in rows.values()) == pytest.approx(1.0, abs=1e-6)
+    assert body["decision"]["status"] == "decided" and body["decision"]["leader"] == histogram.pk
+
+
+def test_two_models_credibly_within_the_margin_are_practically_equivalent(variants, staff, settings):
+    settings.VSEARCH_EQUIVALENCE_MARGIN = 0.1
+    histogram, random_pairs = variants
+    # Disjoint cards, so each model's votes are its own: equal approvals, many votes.
+    MatchPair.objects.filter(
+        variant=random_pairs, pair__in=MatchPair.objects.filter(variant=histogram).values("pair")
+    ).delete()
+    add_votes(histogram, dope=500, nope=500)
+    add_votes(random_pairs, dope=500, nope=500)
+
+    decision = staff.get("/api/leaderboard").json()["decision"]
+
+    assert decision["status"] == "practically equivalent" and decision["p_within_margin"] >= 0.95
+
+
+def test_an_undecided_race_says_how_many_more_votes_would_settle_it(variants, staff):
+    histogram, random_pairs = variants
+    MatchPair.objects.filter(
+        variant=random_pairs, pair__in=MatchPair.objects.filter(variant=histogram).values("pair")
+    ).delete()
+    add_votes(histogram, dope=33, nope=27)
+    add_votes(random_pairs, dope=27, nope=33)
+
+    decision = staff.get("/api/leaderboard").json()["decision"]
+
+    assert decision["status"] == "undecided" and decision["votes_to_separate"] > 100
+    assert f"{decision['votes_to_separate']:,} more votes" in decision["explanation"]
+
+
+def test_the_active_design_gives_the_leading_pair_most_draws_and_every_model_its_floor(demo_catalog, settings):
+    from voting import design
+
+    settings.VSEARCH_DESIGN = "active"
+    built = [variant_create(metric="random", name=f"r{i}", k=2, seed=i) for i in range(4)]
+    for variant, (dope, nope) in zip(built, [(80, 20), (75, 25), (40, 60), (30, 70)], strict=True):
+        add_votes(variant, dope=dope, nope=nope)
+
+    shares = design.compute(tuple(v.pk for v in built)).shares
+
+    assert shares[built[0].pk] + shares[built[1].pk] > 0.7
+    assert min(shares.values()) >= settings.VSEARCH_ACTIVE_FLOOR / 4 - 1e-9
+    assert sum(shares.values()) == pytest.approx(1.0)

@@ -21,7 +21,9 @@ def test_a_vote_is_stored_with_verdict_voter_and_display_time(variants, alice):
     response = vote(alice, card["token"], "nope", shown_ms=1200)
 
     assert response.status_code == 201
-    assert response.json() == {"votes_cast": 1, "undo_seconds": 30}
+    body = response.json()
+    assert (body["votes_cast"], body["undo_seconds"]) == (1, 30)
+    assert set(body["next"]) == {"token", "query", "match", "votes_cast"}  # one round trip: the next card comes along
     stored = Vote.objects.get()
     assert stored.dope is False and stored.voter == Voter.objects.get()
     assert 0 <= stored.shown_ms <= 1200
@@ -202,3 +204,17 @@ def test_a_card_made_by_two_variants_is_one_card_and_its_vote_counts_for_both(va
     assert rows[first.pk]["votes"] == rows[second.pk]["votes"] == 1
     assert rows[first.pk]["approvals"] == rows[second.pk]["approvals"] == 1
     assert Pair.objects.filter(pk=shared.pk).count() == 1
+
+
+def test_a_vote_answers_with_the_next_card_which_can_be_voted_on_without_another_request(variants, alice):
+    card = next_card(alice)
+    cards = MatchPair.objects.values("pair_id").distinct().count()
+    seen = 1
+    answer = vote(alice, card["token"], "dope").json()
+    while "token" in answer["next"]:
+        assert answer["next"]["votes_cast"] == seen
+        answer = vote(alice, answer["next"]["token"], "nope").json()
+        seen += 1
+
+    assert seen == cards and answer["next"]["done"] is True
+    assert Vote.objects.count() == cards

@@ -77,6 +77,11 @@ function setState(next) {
 }
 
 function badgesFor(row) {
+  if (row.decided) return [["decided", "badge-decided"], ...badgesForRest(row)];
+  return badgesForRest(row);
+}
+
+function badgesForRest(row) {
   const badges = [];
   if (row.provisional) badges.push(["provisional", "badge-provisional"]);
   if (row.is_new) badges.push(["new", "badge-new"]);
@@ -85,6 +90,16 @@ function badgesFor(row) {
 }
 
 // ---------- loading ----------
+
+/** The decision the numbers support: decided, practically equivalent, or how many votes would settle it. */
+function showDecision(decision) {
+  const node = $("decision");
+  if (!node) return;
+  node.hidden = !decision || !decision.explanation;
+  if (node.hidden) return;
+  node.dataset.status = decision.status;
+  node.replaceChildren(el("strong", { text: `${decision.status[0].toUpperCase()}${decision.status.slice(1)}: ` }), decision.explanation);
+}
 
 const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
@@ -130,6 +145,7 @@ async function load() {
   renderChart();
   const votes = rows.reduce((sum, row) => sum + (isNum(row.votes) ? row.votes : 0), 0);
   say(`${rows.length} ${rows.length === 1 ? "model" : "models"}, ${votes} ${votes === 1 ? "vote" : "votes"}. ${freshness(data)}`);
+  showDecision(data.decision);
   setState("ready");
 
   const fromHash = /^#variant-(\d+)$/.exec(location.hash);
@@ -140,6 +156,9 @@ async function load() {
 
 function fillExplainer(data) {
   const confidence = isNum(data.confidence) ? `${Math.round(data.confidence * 100)}%` : "95%";
+  if (isNum(data.decided_at)) {
+    for (const node of document.querySelectorAll('[data-fill="decided-at"]')) node.textContent = `${Math.round(data.decided_at * 100)}%`;
+  }
   for (const node of document.querySelectorAll('[data-fill="confidence"]')) node.textContent = confidence;
   if (isNum(data.min_votes)) {
     for (const node of document.querySelectorAll('[data-fill="min-votes"]')) node.textContent = String(data.min_votes);
@@ -184,6 +203,7 @@ function renderTable() {
       el("td", { className: "num", "data-testid": "approvals", text: String(row.approvals ?? 0) }),
       el("td", { className: "num", "data-testid": "approval-rate", text: pct(row.approval_rate) }),
       el("td", { className: "num", "data-testid": "interval", text: interval(row.ci_low, row.ci_high) }),
+      el("td", { className: "num", "data-testid": "p-best", text: isNum(row.p_best) ? pct(row.p_best) : "—" }),
       el("td", { className: "num", "data-testid": "p-at-1", text: pct(row.p_at_1) }),
     );
     tr.addEventListener("click", () => select(row.variant_id));
@@ -243,7 +263,7 @@ function renderChart() {
         {},
         `${row.name}${notes.length ? ` (${notes.join(", ")})` : ""}\n` +
           `approval ${pct(row.approval_rate)}, interval ${interval(row.ci_low, row.ci_high)}, ` +
-          `${row.votes ?? 0} votes; P@1 ${pct(row.p_at_1)}`,
+          `${row.votes ?? 0} votes; P(best) ${isNum(row.p_best) ? pct(row.p_best) : "—"}; P@1 ${pct(row.p_at_1)}`,
       ),
     );
     g.append(svg("rect", { class: "hit", x: 0, y: y0 + 1, width, height: rowHeight - 2, rx: 6 }));
@@ -255,6 +275,10 @@ function renderChart() {
       g.append(svg("text", { x: labelWidth + 4, y: cy + 4, "text-anchor": "end" }, truncate(label, Math.floor(labelWidth / 6.6))));
     }
 
+    if (isNum(row.p_best)) {
+      // P(best) beside approval: a bar along the row's foot, on the same 0-100% axis.
+      g.append(svg("rect", { class: `pbest${row.decided ? " is-decided" : ""}`, x: x(0), y: cy + 8, width: Math.max(1, x(row.p_best) - x(0)), height: 3, rx: 1.5 }));
+    }
     if (isNum(row.ci_low) && isNum(row.ci_high)) {
       const x1 = x(row.ci_low);
       const x2 = x(row.ci_high);
