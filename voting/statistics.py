@@ -57,11 +57,25 @@ def weighted_from_sums(weight: float, weighted_dope: float, weight_squared: floa
     return Weighted(weighted_dope / weight, weight * weight / weight_squared)
 
 
-def beta_posterior(rate: float | None, n_eff: float) -> tuple[float, float]:
-    """Beta(1 + successes, 1 + failures) of a uniform prior, the counts being the effective ones."""
+def beta_posterior(rate: float | None, n_eff: float, prior: tuple[float, float] = (1.0, 1.0)) -> tuple[float, float]:
+    """Beta(a + successes, b + failures), the counts being the effective ones; the prior Beta(a, b) is uniform by
+    default (see `pooled_prior`)."""
+    a, b = prior
     if rate is None or n_eff <= 0:
+        return a, b
+    return a + rate * n_eff, b + (1.0 - rate) * n_eff
+
+
+def pooled_prior(estimates: Sequence[Weighted], strength: float) -> tuple[float, float]:
+    """A prior worth `strength` votes, centred on the models' pooled approval: with few votes a model's posterior
+    stays near the others' instead of swinging with its first votes (empirical Bayes shrinkage), so early luck is
+    not read as a decision."""
+    total = sum(e.n_eff for e in estimates if e.rate is not None)
+    if strength <= 0 or total <= 0:
         return 1.0, 1.0
-    return 1.0 + rate * n_eff, 1.0 + (1.0 - rate) * n_eff
+    mean = sum(e.rate * e.n_eff for e in estimates if e.rate is not None) / total
+    mean = min(max(mean, 0.01), 0.99)
+    return strength * mean, strength * (1.0 - mean)
 
 
 def p_best(posteriors: Sequence[tuple[float, float]], *, draws: int = 20_000, seed: int = 0) -> np.ndarray:

@@ -15,7 +15,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.common import REPO, emit, heading, table
+from bench.common import REPO, emit, heading, scratch_dir, table
+from bench.crowd import crowd
 from bench.crowd.run import ORDINALS, Config, Result, run_isolated
 
 ATTACKS = ("random", "always-dope", "cookie-clearer", "count-oracle", "delta-oracle", "signature", "blind")
@@ -173,6 +174,161 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
     return text
 
 
+# ---------------------------------------------------------------------------------------- deciding (issue 14)
+
+FLAT = crowd.TastePopulation(
+    base=(0.2, 0.0), category=(0.0, 0.0), colour=(0.0, 0.0), pattern=(0.0, 0.0), slip=(0.0, 0.0)
+)
+# Colour matters about as much as category: the colour histogram closes in on the fine-tuned network.
+COLOURFUL = crowd.TastePopulation(category=(2.0, 0.7), colour=(1.8, 0.5))
+HAMMING_FT = "finetuned/hidden · finetuned-resnet18 · hamming"
+SCENARIOS = {
+    # name: (population, models left out of the rotation, vote budget)
+    "clear winner": (COLOURFUL, [HAMMING_FT], 15_000),
+    "close race": (crowd.TastePopulation(), [], 40_000),
+    "all equal": (FLAT, [], 20_000),
+}
+ATTACKS_14 = {"none": None, "10% random": ("random", 0.1), "10% always dope": ("always-dope", 0.1),
+              "10% pushing the runner-up": ("push", 0.1)}  # fmt: skip
+
+
+def load_cards():
+    import json
+
+    from bench.crowd.design_sim import Cards
+    from bench.crowd.world import world_cards
+
+    data = json.loads(world_cards(600, 0).read_text())
+    looks = {int(k): crowd.Look(*v["look"]) for k, v in data["cards"].items()}
+    makers = {int(k): set(v["makers"]) for k, v in data["cards"].items()}
+    return Cards.from_world(looks, makers)
+
+
+def decide_suite(args) -> str:
+    import os
+
+    import django
+    import numpy as np
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vsearch_site.settings")
+    os.environ.setdefault("VSEARCH_DATA_DIR", str(scratch_dir("decide")))
+    django.setup()
+    from bench.crowd.design_sim import Attack, Crowd, simulate
+
+    every = load_cards()
+    out = [
+        f"Measured with `.venv/bin/python -m bench.crowd decide --seeds {args.decide_seeds}` "
+        f"({args.decide_seeds} seeds per cell, each a fresh crowd of {args.crowd_size} voters with tastes drawn from "
+        "the scenario's population). Medians over seeds; '>' where more than half the runs had not decided within "
+        "the budget."
+    ]
+    bias_rows, decide_rows, equal_rows = [], [], []
+    started = time.monotonic()
+    for scenario, (population, left_out, budget) in SCENARIOS.items():
+        cards = every.only([n for n in every.names if n not in left_out])
+        for attack_name, attack in ATTACKS_14.items():
+            if attack_name != "none" and args.quick:
+                continue
+            cells = {}
+            for design in ("balanced", "active"):
+                outcomes = []
+                for seed in range(args.decide_seeds):
+                    rng = np.random.default_rng([seed, 14])
+                    crowd_ = Crowd.draw(cards, population, args.crowd_size, rng)
+                    truth = design_truth(cards, crowd_)
+                    runner_up = int(np.argsort(-truth)[1])
+                    outcomes.append(
+                        simulate(cards, crowd_, design=design, budget=budget, rng=rng,
+                                 attack=Attack(*attack) if attack else None, target=runner_up)
+                    )  # fmt: skip
+                cells[design] = outcomes
+            if scenario == "all equal":
+                falsely = {d: sum(o.wrong_decided is not None or o.first_decided is not None for o in cells[d])
+                           for d in cells}  # fmt: skip
+                equal_rows.append((attack_name, *(falsely[d] / len(cells[d]) for d in ("balanced", "active"))))
+            else:
+                first = {d: censored_median([o.first_decided for o in cells[d]], budget) for d in cells}
+                settled = {d: censored_median([o.settled for o in cells[d]], budget) for d in cells}
+                wrong = {d: sum(wrong_first(o) for o in cells[d]) / len(cells[d]) for d in cells}
+                lead = np.median([np.sort(o.truth)[-1] - np.sort(o.truth)[-2] for o in cells["balanced"]])
+                ratio = (
+                    first["active"][1] / first["balanced"][1]
+                    if first["active"][1] and first["balanced"][1] and not first["balanced"][2]
+                    else None
+                )
+                decide_rows.append(
+                    (scenario, attack_name, round(float(lead), 3), first["balanced"][0], first["active"][0],
+                     ratio, settled["balanced"][0], settled["active"][0], wrong["balanced"], wrong["active"])
+                )  # fmt: skip
+            if attack_name == "none":
+                for design, outcomes in cells.items():
+                    errors = np.array([o.estimate - o.truth for o in outcomes])
+                    naive = np.array([o.naive - o.truth for o in outcomes])
+                    bias = np.nanmean(errors, axis=0)
+                    se = np.nanstd(errors, axis=0) / np.sqrt(len(outcomes))
+                    worst = int(np.nanargmax(np.abs(bias)))
+                    bias_rows.append(
+                        (scenario, design, float(np.nanmax(np.abs(bias))), cards.names[worst], float(se[worst]),
+                         float(np.nanmax(np.abs(np.nanmean(naive, axis=0)))))
+                    )  # fmt: skip
+        emit(f"{scenario}: done ({(time.monotonic() - started) / 60:.1f} min)")
+    out.append("\n### Bias of the leaderboard's estimate\n")
+    out.append(
+        table(
+            ["scenario", "design", "largest |mean error|", "model", "its SE", "the old credited estimate's"], bias_rows
+        )  # fmt: skip
+    )
+    out.append(
+        "\nMean over seeds of estimate minus true approval, for the model where it is largest (target: at most 0.005 "
+        "for every model). SE: the standard error of that mean. The last column is the same figure for the old "
+        "estimate (every vote credited to every model that made the card, unweighted) on the same votes."
+    )
+    out.append("\n### Votes until the true best has P(best) >= 0.95\n")
+    out.append(
+        table(
+            [
+                "scenario",
+                "adversaries",
+                "true lead",
+                "balanced",
+                "active",
+                "active / balanced",
+                "wrong model decided first (balanced)",
+                "(active)",
+            ],
+            decide_rows,
+        )  # fmt: skip
+    )
+    out.append("\n### All models equal: how often any model is declared decided\n")
+    out.append(table(["adversaries", "balanced", "active"], equal_rows))
+    out.append(f"\n({(time.monotonic() - started) / 60:.1f} minutes.)")
+    text = "\n".join(out)
+    emit(text)
+    return text
+
+
+def wrong_first(outcome) -> bool:
+    """Another model reached P(best) >= 0.95 before the true best did (or the true best never did)."""
+    if outcome.wrong_decided is None:
+        return False
+    return outcome.first_decided is None or outcome.wrong_decided < outcome.first_decided
+
+
+def design_truth(cards, crowd_):
+    from bench.crowd.design_sim import truth_of
+
+    return truth_of(cards, crowd_)
+
+
+def censored_median(values, budget):
+    """(text, median or None, censored?) of votes-to-decide where None means not within the budget."""
+    ordered = sorted(v if v is not None else float("inf") for v in values)
+    middle = ordered[len(ordered) // 2]
+    if middle == float("inf"):
+        return f">{budget:,}", None, True
+    return f"{int(middle):,}", middle, False
+
+
 def write_section(name: str, text: str) -> None:
     """Replace (or add) the section between the markers of `name` in docs/EVALUATION.md."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -187,7 +343,9 @@ def write_section(name: str, text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("suite", choices=["blind"])
+    parser.add_argument("suite", choices=["blind", "decide"])
+    parser.add_argument("--decide-seeds", type=int, default=40, help="decide: seeds per cell")
+    parser.add_argument("--crowd-size", type=int, default=200, help="decide: voters per simulated crowd")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
     parser.add_argument("--honest", type=int, default=120)
     parser.add_argument("--votes-per-voter", type=float, default=40.0)
@@ -198,9 +356,9 @@ def main() -> None:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick:
         args.seeds, args.honest = args.seeds[:1], 40
-    text = blind_suite(args)
+    text = blind_suite(args) if args.suite == "blind" else decide_suite(args)
     if not args.no_write:
-        write_section("blind", text)
+        write_section(args.suite, text)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Config:
     max_votes: int = 20_000
     max_seconds: float = 1800.0
     review_every: int = 100  # votes between two voter reviews (the production review runs every minute)
+    probe_every: int = 0  # votes between two looks at the staff leaderboard's P(best) (0: only at the end)
     settings: dict[str, str] = field(default_factory=dict)  # VSEARCH_* overrides for the server
 
 
@@ -52,6 +53,7 @@ class Result:
     target: int | None
     media_probe: dict[str, int] = field(default_factory=dict)
     attack_counted: float | None = None  # share of the attackers' votes that counted for a model
+    probes: list[tuple[int, dict[int, float]]] = field(default_factory=list)  # (votes, P(best) per model)
 
 
 def _django(data_dir: Path) -> None:
@@ -104,6 +106,7 @@ def result_to_json(result: Result) -> dict:
         "target": result.target,
         "media_probe": result.media_probe,
         "attack_counted": result.attack_counted,
+        "probes": result.probes,
     }
 
 
@@ -125,6 +128,7 @@ def result_from_json(data: dict) -> Result:
         target=data["target"],
         media_probe=data["media_probe"],
         attack_counted=data["attack_counted"],
+        probes=[(n, {int(k): v for k, v in best.items()}) for n, best in data.get("probes", [])],
     )
 
 
@@ -198,8 +202,11 @@ def run(config: Config) -> Result:
     with Server(scratch, settings=settings) as server:
         voters = _crowd(config, rng, server.port, target, gold_looks)
         ctx = crowd.Context(rng=rng, labels=labels, makers=makers, active=active)
-        votes, started, since_review = 0, time.monotonic(), 0
+        votes, started, since_review, since_probe = 0, time.monotonic(), 0, 0
         from voting.services import voters_review
+
+        staff_view = Visitor(server.port, "192.0.2.251", staff_token=token)
+        probes = []
 
         excluded_after: dict[str, int] = {}
         by_uuid: dict[str, crowd.Voter] = {}
@@ -213,9 +220,16 @@ def run(config: Config) -> Result:
                 voter.budget = voter.cast  # nothing left for it
             votes += voter.cast - before
             since_review += voter.cast - before
+            since_probe += voter.cast - before
             if since_review >= config.review_every:
                 since_review = 0
                 _review_and_record(voters_review, voters, by_uuid, excluded_after, Voter)
+            if config.probe_every and since_probe >= config.probe_every:
+                since_probe = 0
+                _, live = staff_view.request("GET", "/api/leaderboard")
+                probes.append(
+                    (votes, {r["variant_id"]: r["p_best"] for r in live.get("rows", []) if r["p_best"] is not None})
+                )
         _review_and_record(voters_review, voters, by_uuid, excluded_after, Voter)
         seconds = time.monotonic() - started
         probe = {}
@@ -226,7 +240,6 @@ def run(config: Config) -> Result:
             probe[f"/media/{fs.path}"] = visitor.request("GET", f"/media/{fs.path}")[0]
         for variant in Variant.objects.exclude(index_path=""):
             probe[f"/media/{variant.index_path}"] = visitor.request("GET", f"/media/{variant.index_path}")[0]
-        staff_view = Visitor(server.port, "192.0.2.251", staff_token=token)
         status, board = staff_view.request("GET", "/api/leaderboard")
     rows = board.get("rows", [])
     estimate = {r["variant_id"]: r["approval_rate"] for r in rows}
@@ -252,7 +265,20 @@ def run(config: Config) -> Result:
     attack_votes = Vote.objects.filter(ip__startswith="172.16.", gold__isnull=True)
     counted = attack_votes.filter(voter__counted=True).count() / attack_votes.count() if attack_votes.exists() else None
     return Result(
-        config, votes, seconds, names, active, approval, estimate, rows, summary, ctx.log, target, probe, counted
+        config,
+        votes,
+        seconds,
+        names,
+        active,
+        approval,
+        estimate,
+        rows,
+        summary,
+        ctx.log,
+        target,
+        probe,
+        counted,
+        probes,
     )
 
 

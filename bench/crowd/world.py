@@ -122,3 +122,63 @@ class Server:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def world_cards(items: int, seed: int) -> Path:
+    """The world's cards (each pair's makers by name, and what it shows), dumped once beside the world."""
+    world = build_world(items, seed)
+    target = world / "cards.json"
+    if not target.exists():
+        subprocess.run(
+            [sys.executable, "-m", "bench.crowd.world", str(world), str(target)], cwd=REPO, env=_env(world), check=True
+        )
+    return target
+
+
+def _dump_cards(world: Path, target: Path) -> None:
+    import json
+
+    import django
+
+    django.setup()
+    from matching.models import MatchPair, Variant
+
+    ready = dict(Variant.objects.filter(status="ready").values_list("id", "name"))
+    cards: dict[int, dict] = {}
+    for pair_id, variant_id, qc, qa, mc, ma in MatchPair.objects.filter(variant_id__in=ready).values_list(
+        "pair_id",
+        "variant_id",
+        "pair__query_item__category",
+        "pair__query_item__attributes",
+        "pair__match_item__category",
+        "pair__match_item__attributes",
+    ):
+        card = cards.setdefault(
+            pair_id,
+            {
+                "makers": [],
+                "look": [qc == mc, (qa or {}).get("colour") == (ma or {}).get("colour"),
+                         (qa or {}).get("pattern") == (ma or {}).get("pattern")],
+            },
+        )  # fmt: skip
+        card["makers"].append(ready[variant_id])
+    with atomic_json(target) as fh:
+        json.dump({"variants": sorted(ready.values()), "cards": cards}, fh)
+
+
+class atomic_json:
+    def __init__(self, target: Path):
+        self.target, self.tmp = target, target.with_suffix(".tmp")
+
+    def __enter__(self):
+        self.fh = self.tmp.open("w")
+        return self.fh
+
+    def __exit__(self, *exc):
+        self.fh.close()
+        if exc[0] is None:
+            self.tmp.replace(self.target)
+
+
+if __name__ == "__main__":
+    _dump_cards(Path(sys.argv[1]), Path(sys.argv[2]))
