@@ -216,3 +216,23 @@ def test_the_staff_page_and_the_admin_run_under_the_content_security_policy(brow
     expect(page.locator("#result_list")).to_be_visible()
     page.goto(live_server.url + f"/admin/matching/variant/{two_variants[0].pk}/change/")
     expect(page.locator("#content-main form")).to_be_visible()
+
+
+def test_each_vote_is_one_round_trip_its_answer_bringing_the_card_after_next(
+    browser_context, live_server, two_variants
+):
+    page = browser_context(**DESKTOP).new_page()
+    requests = []
+    page.on("request", lambda request: requests.append((request.method, request.url.split("?")[0])))
+    page.goto(live_server.url + "/")
+    wait_ready(page)
+
+    for n in range(1, 6):
+        page.keyboard.press("ArrowRight" if n % 2 else "ArrowLeft")
+        expect_count(page, n)
+        wait_ready(page)
+
+    api = [(method, url.removeprefix(live_server.url)) for method, url in requests if "/api/" in url]
+    assert api.count(("POST", "/api/votes")) == 5
+    # The first card and one card ahead come from GET; every later card came with a vote's answer.
+    assert api.count(("GET", "/api/pairs/next")) == 2, api

@@ -51,6 +51,7 @@ const outbox = new Outbox({
     setCount(data.votes_cast);
     lastVerdict = item.verdict;
     openUndoWindow(data.undo_seconds);
+    if (data.next && !upcoming) offerUpcoming(data.next);
   },
 });
 
@@ -187,6 +188,23 @@ function prefetch() {
   upcoming = entry;
 }
 
+/** The card a vote's answer brought (one round trip per vote): it becomes the upcoming one, pictures preloaded. */
+function offerUpcoming(next) {
+  const entry = { result: null };
+  const pair = pairFrom(next);
+  if (pair) {
+    entry.promise = Promise.all([preloadImage(pair.query.image), preloadImage(pair.match.image)]).then((preloaded) => {
+      pair.preloaded = preloaded;
+      return (entry.result = { kind: "pair", pair, votesCast: next.votes_cast });
+    });
+  } else if (next.done) {
+    entry.promise = Promise.resolve((entry.result = { kind: "done", detail: detailOf({ data: next }, ""), votesCast: next.votes_cast }));
+  } else {
+    return;
+  }
+  upcoming = entry;
+}
+
 /** A prefetched pair is worth showing only if it is not one the person judged (or sees) already. */
 function usable(result) {
   if (!result || result.kind !== "pair") return false;
@@ -262,7 +280,7 @@ async function judge(verdict) {
   await outbox.flush();
 
   if (ready) {
-    prefetch();
+    if (!upcoming || (upcoming.result && !usable(upcoming.result))) prefetch(); // the vote's answer brought none
     await shown; // input starts on a card that stands still
     if (current === ready) setState("ready");
     return;
