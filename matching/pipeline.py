@@ -379,7 +379,7 @@ def variant_evaluate(*, variant_id: int) -> None:
             ready_at=timezone.now(),
         )
     if variant is not None:
-        signals.rotation_changed.send(sender=Variant, variant_id=variant_id)
+        signals.rotation_changed.send(sender=Variant, variant_id=variant_id, reason="ready")
 
 
 def _recall(variant: Variant, queries: list[int]) -> float:

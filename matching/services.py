@@ -249,20 +249,23 @@ def variant_delete(*, variant: Variant) -> None:
     reasons = signals.deletion_blockers(variant)
     if reasons:
         raise VariantProtected(f"{variant.name} cannot be deleted: {'; '.join(reasons)}.")
+    pk = variant.pk
     variant.delete()
-    _rotation_changed(variant.pk)
+    _rotation_changed(pk, reason="deleted")
 
 
 class VariantProtected(Conflict):
     """Deleting the variant would lose something (its votes)."""
 
 
-def _rotation_changed(variant_id: int) -> None:
+def _rotation_changed(variant_id: int, reason: str = "rotation") -> None:
     """Tell the layers above (voting drops its cached rotation): now, and again once the write commits, so a
     request that re-read the old rotation in between does not keep it."""
-    signals.rotation_changed.send(sender=Variant, variant_id=variant_id)
+    signals.rotation_changed.send(sender=Variant, variant_id=variant_id, reason=reason)
     if transaction.get_connection().in_atomic_block:
-        transaction.on_commit(lambda: signals.rotation_changed.send(sender=Variant, variant_id=variant_id))
+        transaction.on_commit(
+            lambda: signals.rotation_changed.send(sender=Variant, variant_id=variant_id, reason=reason)
+        )
 
 
 # ---------------------------------------------------------------------------------------- uploads

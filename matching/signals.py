@@ -2,8 +2,9 @@
 
 from django.dispatch import Signal
 
-# The set of variants in the rotation (or their pairs) changed: a variant became ready, was paused, retired,
-# resumed or rebuilt. Sent by the service or build step that made the change; voting drops what it cached.
+# The set of variants in the rotation (or their pairs) changed: a variant became ready (reason "ready": its
+# pairs may be new), was paused, retired, resumed or queued again ("rotation"), or deleted ("deleted"). Sent by the
+# service or build step that made the change; voting drops what it cached, and recounts a rebuilt model's tallies.
 rotation_changed = Signal()
 
 # Before a variant is deleted: each receiver may answer with a reason to refuse (a string), or None. Voting refuses

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from voting import allocation, statistics
+from voting import allocation, ledger, statistics
 from voting.tallies import Tally, variant_tallies
 from vsearch_site.cache import ProcessMemo, revalidated
 
@@ -34,6 +34,7 @@ class Design:
 
 
 def compute(rotation: tuple[int, ...]) -> Design:
+    ledger.fold()  # one process at a time folds the votes since the last fold (voting.ledger)
     tallies = variant_tallies()
     estimates = [tallies.get(v, Tally(0, 0)).estimate for v in rotation]
     posteriors = [statistics.beta_posterior(e.rate, e.n_eff) for e in estimates]

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from matching.models import Variant
-from voting import design, sampling
+from voting import design, ledger, sampling
 from voting.models import PublicSnapshot
 from voting.services import voters_review
 from voting.statistics import (
@@ -29,7 +29,7 @@ from voting.statistics import (
     votes_to_separate,
     wilson_interval,
 )
-from voting.tallies import Tally, variant_tallies, vote_totals
+from voting.tallies import Tally, tallies, variant_tallies
 
 
 @dataclass
@@ -173,7 +173,7 @@ def _category_rows(totals: dict[str, Tally]) -> list[CategoryRow]:
 
 def category_rows(*, variant: Variant) -> list[CategoryRow]:
     """One variant's live rows per query category (staff)."""
-    return _category_rows(vote_totals("query_item__category", variant=variant))
+    return _category_rows(tallies(("category",), variant_id=variant.pk))
 
 
 # ---------------------------------------------------------------------------------------- the public snapshot
@@ -213,9 +213,10 @@ def public_snapshot(now: datetime | None = None) -> Snapshot:
 
 def _take(start: datetime, *, cutoff: datetime) -> PublicSnapshot:
     voters_review()  # exclusions decided on every vote so far count for this snapshot
+    ledger.fold()
     taken = board(before=cutoff)
     per_category: dict[int, dict[str, Tally]] = {}
-    for (variant_id, category), tally in vote_totals(("variant_id", "query_item__category"), before=cutoff).items():
+    for (variant_id, category), tally in tallies(("variant_id", "category"), before=cutoff).items():
         per_category.setdefault(variant_id, {})[category] = tally
     categories = {str(v): [asdict(r) for r in _category_rows(totals)] for v, totals in per_category.items()}
     try:

@@ -110,3 +110,49 @@ class PublicSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"public leaderboard of votes before {self.cutoff:%Y-%m-%d %H:%M}"
+
+
+class TallyBucket(models.Model):
+    """Counted votes folded into sums, by model, query category and public-snapshot window: the leaderboard reads
+    these rows (O(models x categories x recent windows)), never every vote. voting.ledger keeps them exact."""
+
+    variant = models.ForeignKey("matching.Variant", on_delete=models.CASCADE, related_name="+")
+    category = models.CharField(max_length=100)
+    window = models.DateTimeField(help_text="Start of the votes' window; the epoch for older windows, merged.")
+    votes = models.PositiveIntegerField(default=0)
+    approvals = models.PositiveIntegerField(default=0)
+    weight = models.FloatField(default=0.0)
+    weighted_dope = models.FloatField(default=0.0)
+    weight_squared = models.FloatField(default=0.0)
+    unweighted = models.PositiveIntegerField(default=0)
+    unweighted_dope = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "category", "window"], name="tallybucket_unique_cell")
+        ]
+
+    def __str__(self) -> str:
+        return f"variant {self.variant_id} · {self.category} · {self.window:%Y-%m-%d %H:%M}"
+
+
+class CardTally(models.Model):
+    """Counted votes on one card, folded (the reference of the anomaly test, the workbench's examples)."""
+
+    pair = models.OneToOneField("matching.Pair", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    votes = models.PositiveIntegerField(default=0)
+    dope = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"card {self.pair_id}: {self.dope}/{self.votes}"
+
+
+class TallyCursor(models.Model):
+    """One row: every counted vote with an id up to `folded_through` is in the buckets."""
+
+    folded_through = models.BigIntegerField(default=0)
+    folded_at = models.DateTimeField(null=True, blank=True)
+    window_seconds = models.PositiveIntegerField(default=0, help_text="The bucket width the buckets were made with.")
+
+    def __str__(self) -> str:
+        return f"tallies folded through vote {self.folded_through}"

@@ -15,7 +15,7 @@ from django.db.models import Count, Max, Q
 
 from matching.models import MatchPair, Pair, Variant
 from matching.storage import media_url
-from voting import allocation, design
+from voting import allocation, design, ledger
 from voting.models import GoldCard, Vote, Voter
 from vsearch_site.cache import ProcessMemo
 
@@ -70,8 +70,11 @@ def rotation() -> list[Rotating]:
     return rows
 
 
-def rotation_forget(**signal_kwargs) -> None:
-    """The rotation changed (matching.signals.rotation_changed): drop what this process and Redis cached."""
+def rotation_forget(*, variant_id: int | None = None, reason: str = "rotation", **signal_kwargs) -> None:
+    """The rotation changed (matching.signals.rotation_changed): drop what this process and Redis cached; a model
+    that has just been (re)built gets its tallies recounted, its pairs may be new."""
+    if reason == "ready" and variant_id is not None:
+        ledger.variant_recount(variant_id)
     memo.clear()
     design.forget()
     cache.delete_many([ROTATION_CACHE_KEY, design.DESIGN_CACHE_KEY, GOLD_CACHE_KEY])

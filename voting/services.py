@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from matching.models import Item, MatchPair, Pair
 from matching.services import gold_copy_add
-from voting import quality
+from voting import ledger, quality
 from voting.identity import voter_key, voter_saved
 from voting.models import GoldCard, Vote, Voter
 from voting.tokens import TokenError, token_read
@@ -88,7 +88,9 @@ def vote_undo(*, voter: Voter) -> Vote:
         raise NothingToUndo("There is no vote to undo.")
     if last.created_at < timezone.now() - timedelta(seconds=settings.VSEARCH_UNDO_SECONDS):
         raise UndoTooLate(f"Votes can be undone within {settings.VSEARCH_UNDO_SECONDS} seconds; that one is older.")
-    last.delete()
+    with transaction.atomic():
+        ledger.vote_removed(last)  # already folded into the tallies: its share comes off
+        last.delete()
     return last
 
 
@@ -183,7 +185,7 @@ def voters_review(*, voter_ids: list[int] | None = None, thresholds: quality.Thr
         elif not was_excluded:
             fields["reason"] = verdict.reason
         flagged += bool(verdict.flags)
-        Voter.objects.filter(pk=voter.pk).update(**fields)
+        _voter_update(voter, fields)
     return ReviewReport(len(voters), excluded, flagged)
 
 
@@ -313,9 +315,19 @@ def voter_set_decision(*, voter: Voter, decision: str) -> Voter:
         fields.update(excluded=True, counted=False, excluded_at=timezone.now(), reason="excluded by staff")
     else:
         fields.update(excluded=False, excluded_at=None, reason="", reviewed_votes=0)  # reviewed afresh
-    Voter.objects.filter(pk=voter.pk).update(**fields)
+    _voter_update(voter, fields)
     voter.refresh_from_db()
     return voter
+
+
+def _voter_update(voter: Voter, fields: dict) -> None:
+    """Write a voter's standing; when whether its votes count changes, the folded tallies follow in the same
+    transaction (voting.ledger)."""
+    with transaction.atomic():
+        before = Voter.objects.select_for_update().filter(pk=voter.pk).values_list("counted", flat=True).first()
+        Voter.objects.filter(pk=voter.pk).update(**fields)
+        if "counted" in fields and before is not None and fields["counted"] != before:
+            ledger.voter_counted_changed(voter.pk, fields["counted"])
 
 
 __all__ = [

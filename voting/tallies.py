@@ -13,7 +13,8 @@ from datetime import datetime
 from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, Sum, Value
 
 from matching.models import MatchPair
-from voting.models import Vote, Voter
+from voting import ledger
+from voting.models import TallyBucket, Vote, Voter
 from voting.statistics import Weighted, weighted_from_sums
 
 
@@ -26,6 +27,13 @@ class Tally:
     weight_squared: float = 0.0  # Σ 1/p²
     unweighted: int = 0  # votes without a recorded propensity (cast before propensities were recorded)
     unweighted_dope: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
+
+    def as_tuple(self) -> tuple:
+        return (self.votes, self.approvals, self.weight, self.weighted_dope, self.weight_squared, self.unweighted,
+                self.unweighted_dope)  # fmt: skip
 
     @property
     def estimate(self) -> Weighted:
@@ -87,8 +95,28 @@ def vote_totals(group_by: str | tuple[str, ...], *, before: datetime | None = No
 
 
 def variant_tallies(*, before: datetime | None = None) -> dict[int, Tally]:
-    """Counted votes, approvals and weighted sums per variant, now (or of the votes cast before `before`)."""
-    return vote_totals("variant_id", before=before)
+    """Counted votes, approvals and weighted sums per variant, now (or of the votes cast before `before`, a window
+    boundary): the folded buckets plus the votes since the last fold (voting.ledger)."""
+    return tallies(("variant_id",), before=before)
+
+
+def tallies(groups: tuple[str, ...], *, before: datetime | None = None, **filters) -> dict:
+    """Folded sums per group (variant_id and/or category) plus what the votes since the last fold add."""
+    through = ledger.folded_through()
+    buckets = TallyBucket.objects.filter(**filters)
+    if before is not None:
+        buckets = buckets.filter(window__lt=before)
+    folded = buckets.values(*groups).annotate(**{name: Sum(name) for name in ledger.FIELDS}).order_by()
+    out: dict = {}
+    for row in folded if through else []:
+        key = row[groups[0]] if len(groups) == 1 else tuple(row[g] for g in groups)
+        out[key] = Tally(*(row[name] or 0 for name in ledger.FIELDS))
+    mapping = {"variant_id": "variant_id", "category": "query_item__category"}
+    match_filters = {("variant_id" if k == "variant_id" else k): v for k, v in filters.items()}
+    recent = vote_totals(tuple(mapping[g] for g in groups), before=before, pair__votes__id__gt=through, **match_filters)
+    for key, tally in recent.items():
+        out[key] = out[key] + tally if key in out else tally
+    return out
 
 
 def votes_cast(voter: Voter) -> int:
