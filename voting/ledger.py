@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, Sum, Value
 from django.utils import timezone
 
 from matching.models import MatchPair
@@ -39,6 +39,10 @@ class Sums:
     weight_squared: float = 0.0
     unweighted: int = 0
     unweighted_dope: int = 0
+
+    def add_sums(self, row: dict, sign: int = 1) -> None:
+        for name in FIELDS:
+            setattr(self, name, getattr(self, name) + sign * (row[name] or 0))
 
     def add(self, dope: bool, propensity: float | None, sign: int = 1) -> None:
         self.votes += sign
@@ -72,21 +76,59 @@ class Delta:
     cards: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
 
+def _inverse(power: int):
+    p = F("pair__votes__propensity")
+    return ExpressionWrapper(Value(1.0) / (p if power == 1 else p * p), output_field=FloatField())
+
+
+def sums_by(groups: tuple[str, ...], **match_pair_filters) -> list[dict]:
+    """Counts and weighted sums of the votes on match pairs, grouped (one aggregate query in the database): the
+    filters name the votes (`pair__votes__...`), in one filter() so that they and the sums share one join."""
+    has_p = Q(pair__votes__propensity__gt=0)
+    return list(
+        MatchPair.objects.filter(**match_pair_filters)
+        .values(*groups)
+        .annotate(
+            votes=Count("pair__votes"),
+            approvals=Count("pair__votes", filter=Q(pair__votes__dope=True)),
+            weight=Sum(_inverse(1), filter=has_p),
+            weighted_dope=Sum(_inverse(1), filter=has_p & Q(pair__votes__dope=True)),
+            weight_squared=Sum(_inverse(2), filter=has_p),
+            unweighted=Count("pair__votes", filter=~has_p),
+            unweighted_dope=Count("pair__votes", filter=~has_p & Q(pair__votes__dope=True)),
+        )
+        .order_by()
+    )
+
+
 def _contributions(votes, *, sign: int = 1, variant_id: int | None = None, merged_before: datetime | None = None):
-    """What these votes add to the buckets: each counts for every model that made its card."""
+    """What these votes add to the buckets: each counts for every model that made its card. Votes older than the
+    merge horizon go to the merged (epoch) buckets, summed in the database; the recent few are bucketed here."""
     delta = Delta()
-    rows = list(votes.values_list("id", "pair_id", "dope", "propensity", "created_at", "pair__query_item__category"))
+    horizon = merged_before or EPOCH
+    old, recent = votes.filter(created_at__lt=horizon), votes.filter(created_at__gte=horizon)
+    filters = {"pair__votes__id__in": old.values("id")}
+    if variant_id is not None:
+        filters["variant_id"] = variant_id
+    for row in sums_by(("variant_id", "query_item__category"), **filters):
+        delta.cells[(row["variant_id"], row["query_item__category"], EPOCH)].add_sums(row, sign)
+    if variant_id is None:
+        for pair_id, n, d in (
+            old.values("pair_id")
+            .annotate(n=Count("id"), d=Count("id", filter=Q(dope=True)))
+            .values_list("pair_id", "n", "d")
+        ):
+            delta.cards[pair_id][0] += sign * n
+            delta.cards[pair_id][1] += sign * d
+    rows = list(recent.values_list("id", "pair_id", "dope", "propensity", "created_at", "pair__query_item__category"))
     makers = defaultdict(list)
-    pairs = {pair for _, pair, *_ in rows}
-    match_pairs = MatchPair.objects.filter(pair_id__in=pairs)
+    match_pairs = MatchPair.objects.filter(pair_id__in={pair for _, pair, *_ in rows})
     if variant_id is not None:
         match_pairs = match_pairs.filter(variant_id=variant_id)
     for pair_id, variant in match_pairs.values_list("pair_id", "variant_id"):
         makers[pair_id].append(variant)
     for _, pair_id, dope, propensity, created_at, category in rows:
         window = window_of(created_at)
-        if merged_before is not None and window < merged_before:
-            window = EPOCH
         for variant in makers.get(pair_id, ()):
             delta.cells[(variant, category, window)].add(dope, propensity, sign)
         if variant_id is None:
@@ -102,9 +144,11 @@ def _apply(delta: Delta) -> None:
             TallyBucket.objects.create(
                 variant_id=variant, category=category, window=window, **{n: getattr(sums, n) for n in FIELDS}
             )
+    fresh = []
     for pair_id, (votes, dope) in delta.cards.items():
         if not CardTally.objects.filter(pair_id=pair_id).update(votes=F("votes") + votes, dope=F("dope") + dope):
-            CardTally.objects.create(pair_id=pair_id, votes=votes, dope=dope)
+            fresh.append(CardTally(pair_id=pair_id, votes=votes, dope=dope))
+    CardTally.objects.bulk_create(fresh, batch_size=2000)
 
 
 def counted(votes):
@@ -204,7 +248,12 @@ def _recount(cursor: TallyCursor) -> int:
     TallyBucket.objects.all().delete()
     CardTally.objects.all().delete()
     top = Vote.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    _apply(_contributions(counted(Vote.objects.filter(id__lte=top)), merged_before=_merge_horizon()))
+    delta = _contributions(counted(Vote.objects.filter(id__lte=top)), merged_before=_merge_horizon())
+    cards, delta.cards = delta.cards, {}
+    _apply(delta)
+    CardTally.objects.bulk_create(  # a fresh table: inserts, no per-card update first
+        (CardTally(pair_id=pair, votes=n, dope=d) for pair, (n, d) in cards.items()), batch_size=5000
+    )
     TallyCursor.objects.filter(pk=1).update(
         folded_through=top, folded_at=timezone.now(), window_seconds=window_seconds()
     )

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, Sum, Value
+from django.db.models import Sum
 
-from matching.models import MatchPair
 from voting import ledger
 from voting.models import TallyBucket, Vote, Voter
 from voting.statistics import Weighted, weighted_from_sums
@@ -52,45 +51,18 @@ class Tally:
         )
 
 
-def _inverse(power: int):
-    p = F("pair__votes__propensity")
-    return ExpressionWrapper(Value(1.0) / (p if power == 1 else p * p), output_field=FloatField())
-
-
 def vote_totals(group_by: str | tuple[str, ...], *, before: datetime | None = None, **filters) -> dict:
-    """Counts and weighted sums per group (a variant, a category, both...): one aggregate query over match pairs
-    joined to counted votes. A vote on a card that several variants produced counts for each of them."""
+    """Counts and weighted sums per group (a variant, a category, both...) straight from the vote rows: one
+    aggregate query over match pairs joined to counted votes (what the folded tallies are checked against). A
+    vote on a card that several variants produced counts for each of them."""
     groups = (group_by,) if isinstance(group_by, str) else tuple(group_by)
     counted = {"pair__votes__gold__isnull": True, "pair__votes__voter__counted": True}
     if before is not None:
         counted["pair__votes__created_at__lt"] = before
-    has_p = Q(pair__votes__propensity__gt=0)
-    rows = (
-        MatchPair.objects.filter(**counted, **filters)
-        .values(*groups)
-        .annotate(
-            votes=Count("pair__votes"),
-            approvals=Count("pair__votes", filter=Q(pair__votes__dope=True)),
-            weight=Sum(_inverse(1), filter=has_p),
-            weighted_dope=Sum(_inverse(1), filter=has_p & Q(pair__votes__dope=True)),
-            weight_squared=Sum(_inverse(2), filter=has_p),
-            unweighted=Count("pair__votes", filter=~has_p),
-            unweighted_dope=Count("pair__votes", filter=~has_p & Q(pair__votes__dope=True)),
-        )
-        .order_by()
-    )
     key = (lambda row: row[groups[0]]) if len(groups) == 1 else (lambda row: tuple(row[g] for g in groups))
     return {
-        key(row): Tally(
-            row["votes"],
-            row["approvals"],
-            row["weight"] or 0.0,
-            row["weighted_dope"] or 0.0,
-            row["weight_squared"] or 0.0,
-            row["unweighted"],
-            row["unweighted_dope"],
-        )
-        for row in rows
+        key(row): Tally(*(row[name] or 0 for name in ledger.FIELDS))
+        for row in ledger.sums_by(groups, **counted, **filters)
     }
 
 
