@@ -59,7 +59,7 @@ def leaderboard_cached() -> list[LeaderboardRow]:
 def board_live() -> Board:
     rotation = tuple(v.variant_id for v in sampling.rotation())
     current = design.current(rotation, use_memo=False)
-    return board(totals=current.tallies, active=set(rotation), best=current.p_best)
+    return board(totals=current.tallies, active=set(rotation), best=current.p_best, shares=current.shares)
 
 
 def leaderboard_rows(*, totals: dict[int, Tally] | None = None, before: datetime | None = None) -> list[LeaderboardRow]:
@@ -72,10 +72,12 @@ def board(
     before: datetime | None = None,
     active: set[int] | None = None,
     best: dict[int, float] | None = None,
+    shares: dict[int, float] | None = None,
 ) -> Board:
     """Ranked variants first (by approval; overlapping intervals share a rank group), provisional after.
 
-    P(best) is among the active variants (those in the rotation), from their posteriors unless given."""
+    P(best) is among the active variants (those in the rotation), from their posteriors unless given. The serving
+    design's shares of the draws are given for staff's live view only: no public number may tell who is drawn."""
     totals = variant_tallies(before=before) if totals is None else totals
     new_since = (before or timezone.now()) - timedelta(days=settings.VSEARCH_NEW_DAYS)
     variants = list(Variant.objects.filter(status=Variant.Status.READY))
@@ -109,6 +111,7 @@ def board(
                 n_eff=round(estimate.n_eff, 1),
                 p_best=best.get(variant.pk) if in_race else None,
                 decided=in_race and best[variant.pk] >= settings.VSEARCH_DECIDED,
+                draw_share=(shares or {}).get(variant.pk),
             )
         )
     ranked = sorted((r for r in rows if not r.provisional), key=lambda r: (-r.approval_rate, -r.votes, r.name))

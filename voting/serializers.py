@@ -36,6 +36,9 @@ class LeaderboardRowOut(serializers.Serializer):
     n_eff = serializers.FloatField(help_text="Effective number of votes behind the weighted approval.")
     p_best = serializers.FloatField(allow_null=True, help_text="P(best) among the models in the rotation.")
     decided = serializers.BooleanField(help_text="P(best) has reached VSEARCH_DECIDED.")
+    draw_share = serializers.FloatField(
+        allow_null=True, required=False, help_text="Staff's live view only: the serving design's share of the draws."
+    )
 
 
 class CategoryRowOut(serializers.Serializer):

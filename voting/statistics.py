@@ -150,6 +150,7 @@ class LeaderboardRow:
     n_eff: float = 0.0
     p_best: float | None = None
     decided: bool = False
+    draw_share: float | None = None  # staff's live view only: P(a draw picks the model) under the serving design
 
 
 def assign_rank_groups(ranked: list[LeaderboardRow]) -> None:

@@ -33,15 +33,18 @@ def ranks(estimate: dict[int, float | None]) -> dict[int, int]:
     return {v: i + 1 for i, v in enumerate(order)}
 
 
-def naming(result: Result) -> tuple[float, float, int] | None:
-    """(the attacker's accuracy at naming a card's model, random guessing's, cards guessed)."""
-    guesses = [(g, makers) for kind, g, makers in result.guesses if kind == result.config.attack]
+def naming(result: Result) -> tuple[float, float, float, int] | None:
+    """(the attacker's accuracy at naming a card's model, a uniform random guess's, a guess drawn by the serving
+    design's own shares, cards guessed)."""
+    guesses = [(g, makers, chance) for kind, g, makers, chance in result.guesses if kind == result.config.attack]
     if not guesses:
         return None
-    hit = sum(g in makers for g, makers in guesses) / len(guesses)
+    hit = sum(g in makers for g, makers, _ in guesses) / len(guesses)
     active = set(result.active)
-    chance = sum(len(makers & active) / len(active) for _, makers in guesses) / len(guesses)
-    return hit, chance, len(guesses)
+    uniform = sum(len(makers & active) / len(active) for _, makers, _ in guesses) / len(guesses)
+    by_design = [c for _, _, c in guesses if c is not None]
+    design = sum(by_design) / len(by_design) if by_design else uniform
+    return hit, uniform, design, len(guesses)
 
 
 def target_se(result: Result) -> float | None:
@@ -100,12 +103,20 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
     for attack in ("count-oracle", "delta-oracle", "blind"):
         scores = [naming(r) for r in runs[attack] if naming(r)]
         if scores:
-            hit, chance, n = median([s[0] for s in scores]), median([s[1] for s in scores]), sum(s[2] for s in scores)
-            rows.append((attack, hit, chance, hit - chance, n))
-    out.append(table(["attacker", "named right", "random guessing", "advantage", "cards guessed"], rows))
+            hit, uniform, by_design = (median([s[i] for s in scores]) for i in range(3))
+            rows.append((attack, hit, uniform, by_design, hit - max(uniform, by_design), sum(s[3] for s in scores)))
     out.append(
-        "\nA card made by several models counts as named right if the guess is any of them; random guessing is the "
-        "same rule for a model drawn uniformly from the active ones. Target: advantage at most 0.10."
+        table(
+            ["attacker", "named right", "uniform guess", "guess by the design's shares", "advantage", "cards guessed"],
+            rows,
+        )
+    )
+    out.append(
+        "\nA card made by several models counts as named right if the guess is any of them. Uniform guess: the same "
+        "rule for a model drawn uniformly from the active ones; guess by the design's shares: for a model drawn by "
+        "the serving design's shares of the moment (what an attacker who knew the design, but nothing about the "
+        "card, would reach; the active design draws the leading pair most). Advantage: named right minus the "
+        "better of the two. Target: at most 0.10."
     )
 
     out.append("\n### Oracle-guided attacker against the same attacker voting blind\n")
@@ -251,14 +262,10 @@ def decide_suite(args) -> str:
                 settled = {d: censored_median([o.settled for o in cells[d]], budget) for d in cells}
                 wrong = {d: sum(wrong_first(o) for o in cells[d]) / len(cells[d]) for d in cells}
                 lead = np.median([np.sort(o.truth)[-1] - np.sort(o.truth)[-2] for o in cells["balanced"]])
-                ratio = (
-                    first["active"][1] / first["balanced"][1]
-                    if first["active"][1] and first["balanced"][1] and not first["balanced"][2]
-                    else None
-                )
                 decide_rows.append(
-                    (scenario, attack_name, round(float(lead), 3), first["balanced"][0], first["active"][0],
-                     ratio, settled["balanced"][0], settled["active"][0], wrong["balanced"], wrong["active"])
+                    (scenario, attack_name, round(float(lead), 3), settled["balanced"][0], settled["active"][0],
+                     ratio_text(settled, budget), first["balanced"][0], first["active"][0], wrong["balanced"],
+                     wrong["active"])
                 )  # fmt: skip
             if attack_name == "none":
                 for design, outcomes in cells.items():
@@ -290,14 +297,23 @@ def decide_suite(args) -> str:
                 "scenario",
                 "adversaries",
                 "true lead",
-                "balanced",
-                "active",
+                "settled (balanced)",
+                "settled (active)",
                 "active / balanced",
+                "first reached (balanced)",
+                "first reached (active)",
                 "wrong model decided first (balanced)",
                 "(active)",
             ],
             decide_rows,
         )  # fmt: skip
+    )
+    out.append(
+        "\nSettled: the votes from which the true best kept P(best) >= 0.95 to the end of the budget (the decision "
+        "a reader of the leaderboard can act on). First reached: the first look (every 100 votes) at which it "
+        "reached 0.95; with a look every 100 votes, early luck crosses the line and falls back, so this figure is "
+        "mostly noise and is shown for completeness. Wrong model decided first: the share of runs in which another "
+        "model reached 0.95 before the true best did."
     )
     out.append("\n### All models equal: how often any model is declared decided\n")
     out.append(table(["adversaries", "balanced", "active"], equal_rows))
@@ -318,6 +334,16 @@ def design_truth(cards, crowd_):
     from bench.crowd.design_sim import truth_of
 
     return truth_of(cards, crowd_)
+
+
+def ratio_text(settled: dict, budget: int) -> str:
+    """active / balanced of the settled medians; a bound when balanced did not settle within the budget."""
+    (_, active, active_censored), (_, balanced, balanced_censored) = settled["active"], settled["balanced"]
+    if active_censored:
+        return "n/a"
+    if balanced_censored:
+        return f"< {active / budget:.2f}"
+    return f"{active / balanced:.2f}"
 
 
 def censored_median(values, budget):

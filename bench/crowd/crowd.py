@@ -91,7 +91,16 @@ class Context:
     labels: dict[str, dict]  # image URL -> the item's labels (what a person sees)
     makers: dict[tuple[str, str], set[int]]  # card -> the models that made it (scoring only, never for deciding)
     active: list[int]  # the models in the rotation
-    log: list = field(default_factory=list)  # (voter kind, guess, makers) of each guess an attacker made
+    # (voter kind, guess, makers, chance) of each guess an attacker made; chance: P(a guess drawn by the serving
+    # design's current shares names one of the card's makers), the baseline an uninformed attacker who knew the
+    # design would reach
+    log: list = field(default_factory=list)
+    shares: dict[int, float] = field(default_factory=dict)  # the design's shares, as staff last saw them (scoring)
+
+    def record(self, kind: str, guess: int, makers: set[int]) -> None:
+        total = sum(self.shares.get(m, 0.0) for m in self.active)
+        chance = sum(self.shares.get(m, 0.0) for m in makers) / total if total else None
+        self.log.append((kind, guess, makers, chance))
 
 
 @dataclass
@@ -172,7 +181,7 @@ class Attacker(Voter):
         guess = self.guess(card, ctx)
         makers = ctx.makers.get((card["query"]["image"], card["match"]["image"]), set())
         if guess is not None:
-            ctx.log.append((self.kind, guess, makers))
+            ctx.record(self.kind, guess, makers)
         if guess == self.target:
             return "dope"
         return Voter.verdict(self, card, ctx)
@@ -224,7 +233,7 @@ class DeltaOracle(Attacker):
         moved = [v for v in ctx.active if after[v] > before[v] >= 0]
         guess = ctx.rng.choice(moved or ctx.active)
         makers = ctx.makers.get((card["query"]["image"], card["match"]["image"]), set())
-        ctx.log.append((self.kind, guess, makers))
+        ctx.record(self.kind, guess, makers)
         status, again = self.visitor.undo()
         if status == 200 and "token" in again:
             verdict = "dope" if guess == self.target else Voter.verdict(self, again, ctx)

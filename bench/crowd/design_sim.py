@@ -48,7 +48,8 @@ class Crowd:
     """The crowd's P(dope) per card: each voter's taste, and the population mean (the truth)."""
 
     p: np.ndarray  # (voters, cards)
-    truth_by_card: np.ndarray  # (cards,)
+    truth_by_card: np.ndarray  # (cards,): this crowd's mean P(dope), what its votes estimate
+    population_by_card: np.ndarray  # (cards,): the population's mean P(dope), which a finite crowd misses by chance
 
     @classmethod
     def draw(cls, cards: Cards, population: crowd.TastePopulation, voters: int, rng) -> Crowd:
@@ -60,8 +61,11 @@ class Crowd:
         codes = np.array([index[look] for look in cards.looks])
         tastes = [population.draw(r) for _ in range(voters)]
         per_look = np.array([[t.p_dope(look) for look in distinct] for t in tastes])
-        truth = np.array([population.mean_p_dope(look) for look in distinct])
-        return cls(per_look[:, codes], truth[codes])
+        population_truth = np.array([population.mean_p_dope(look) for look in distinct])
+        # Each vote comes from a voter of this crowd drawn uniformly, so the votes estimate this crowd's mean taste;
+        # measured against the population's, every seed would carry its crowd's sampling error (about 0.01 with
+        # 200 voters) into the bias figure.
+        return cls(per_look[:, codes], per_look.mean(axis=0)[codes], population_truth[codes])
 
 
 @dataclass

@@ -35,6 +35,7 @@ class Config:
     max_seconds: float = 1800.0
     review_every: int = 100  # votes between two voter reviews (the production review runs every minute)
     probe_every: int = 0  # votes between two looks at the staff leaderboard's P(best) (0: only at the end)
+    shares_every: int = 50  # votes between two looks at the design's shares (to score guesses against them)
     settings: dict[str, str] = field(default_factory=dict)  # VSEARCH_* overrides for the server
 
 
@@ -49,7 +50,7 @@ class Result:
     estimate: dict[int, float | None]  # the leaderboard's approval, as staff see it at the end
     leaderboard: list[dict]
     voters: list[dict]  # per voter: kind, honest, cast, excluded, excluded_after, gold_accuracy
-    guesses: list[tuple[str, int, set[int]]]
+    guesses: list[tuple[str, int, set[int], float | None]]  # kind, guess, makers, the design's chance
     target: int | None
     media_probe: dict[str, int] = field(default_factory=dict)
     attack_counted: float | None = None  # share of the attackers' votes that counted for a model
@@ -102,7 +103,7 @@ def result_to_json(result: Result) -> dict:
         "estimate": result.estimate,
         "leaderboard": result.leaderboard,
         "voters": result.voters,
-        "guesses": [(kind, guess, sorted(makers)) for kind, guess, makers in result.guesses],
+        "guesses": [(kind, guess, sorted(makers), chance) for kind, guess, makers, chance in result.guesses],
         "target": result.target,
         "media_probe": result.media_probe,
         "attack_counted": result.attack_counted,
@@ -124,7 +125,7 @@ def result_from_json(data: dict) -> Result:
         estimate=ints(data["estimate"]),
         leaderboard=data["leaderboard"],
         voters=data["voters"],
-        guesses=[(kind, guess, set(makers)) for kind, guess, makers in data["guesses"]],
+        guesses=[(kind, guess, set(makers), chance) for kind, guess, makers, chance in data["guesses"]],
         target=data["target"],
         media_probe=data["media_probe"],
         attack_counted=data["attack_counted"],
@@ -202,11 +203,17 @@ def run(config: Config) -> Result:
     with Server(scratch, settings=settings) as server:
         voters = _crowd(config, rng, server.port, target, gold_looks)
         ctx = crowd.Context(rng=rng, labels=labels, makers=makers, active=active)
-        votes, started, since_review, since_probe = 0, time.monotonic(), 0, 0
+        votes, started, since_review, since_probe, since_shares = 0, time.monotonic(), 0, 0, 0
         from voting.services import voters_review
 
         staff_view = Visitor(server.port, "192.0.2.251", staff_token=token)
         probes = []
+
+        def look_at_shares() -> None:
+            _, live = staff_view.request("GET", "/api/leaderboard")
+            ctx.shares = {r["variant_id"]: r["draw_share"] for r in live.get("rows", []) if r.get("draw_share")}
+
+        look_at_shares()
 
         excluded_after: dict[str, int] = {}
         by_uuid: dict[str, crowd.Voter] = {}
@@ -221,6 +228,10 @@ def run(config: Config) -> Result:
             votes += voter.cast - before
             since_review += voter.cast - before
             since_probe += voter.cast - before
+            since_shares += voter.cast - before
+            if since_shares >= config.shares_every:
+                since_shares = 0
+                look_at_shares()
             if since_review >= config.review_every:
                 since_review = 0
                 _review_and_record(voters_review, voters, by_uuid, excluded_after, Voter)

@@ -154,3 +154,14 @@ def test_a_variant_without_votes_can_be_deleted(demo_catalog):
     variant_delete(variant=variant)
 
     assert not Variant.objects.filter(pk=variant.pk).exists()
+
+
+def test_staff_see_each_models_share_of_the_draws_and_the_public_never_does(variants, staff, client):
+    histogram, random_pairs = variants
+    add_votes(histogram, dope=150, nope=150)
+
+    live = {r["variant_id"]: r["draw_share"] for r in staff.get("/api/leaderboard").json()["rows"]}
+    public = client.get("/api/leaderboard").json()["rows"]
+
+    assert sum(live.values()) == pytest.approx(1.0) and live[random_pairs.pk] > live[histogram.pk]
+    assert public and all(row.get("draw_share") is None for row in public)
