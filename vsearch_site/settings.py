@@ -233,7 +233,7 @@ VSEARCH_PUBLIC_SNAPSHOT_SECONDS = env_int("VSEARCH_PUBLIC_SNAPSHOT_SECONDS", 600
 # How draws are shared among the models in the rotation (voting/design.py): "active" (top-two Thompson sampling
 # on the models' posteriors: votes go where they separate the leader from its rival) or "balanced" (gentle
 # balancing of vote counts). Active keeps ACTIVE_FLOOR of the draws spread evenly, so every model stays measured.
-VSEARCH_DESIGN = env_str("VSEARCH_DESIGN") or "balanced"
+VSEARCH_DESIGN = env_str("VSEARCH_DESIGN") or "active"
 if VSEARCH_DESIGN not in {"active", "balanced"}:
     raise ImproperlyConfigured(f"VSEARCH_DESIGN={VSEARCH_DESIGN!r} must be active or balanced.")
 VSEARCH_ACTIVE_FLOOR = env_float("VSEARCH_ACTIVE_FLOOR", 0.3, minimum=0.01)

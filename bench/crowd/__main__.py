@@ -56,7 +56,12 @@ def target_se(result: Result) -> float | None:
 
 
 def blind_suite(args) -> str:
-    base = Config(honest=args.honest, votes_per_voter=args.votes_per_voter, max_seconds=args.max_seconds)
+    base = Config(
+        honest=args.honest,
+        votes_per_voter=args.votes_per_voter,
+        max_seconds=args.max_seconds,
+        settings={"VSEARCH_DESIGN": args.design},
+    )
     runs: dict[str, list[Result]] = {"none": []}
     for attack in ATTACKS:
         runs[attack] = []
@@ -70,7 +75,7 @@ def blind_suite(args) -> str:
             emit(f"  {runs[attack][-1].votes} votes in {runs[attack][-1].seconds:.0f} s")
         # Detection: enough random clickers and always-dope voters with 150 votes each to measure rates.
         config = replace(base, seed=seed, attack="random", attack_share=0.25, attackers=20, max_votes_per_voter=150)
-        config = replace(config, settings={"VSEARCH_QUALIFY_GOLD": "2"})
+        config = replace(config, settings={**base.settings, "VSEARCH_QUALIFY_GOLD": "2"})
         emit(f"seed {seed}: detection run ...")
         runs["exclusion"].append(run_isolated(config))
     minutes = (time.monotonic() - started) / 60
@@ -83,9 +88,10 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
     names = first.names
     out = []
     out.append(
-        f"Measured with `.venv/bin/python -m bench.crowd blind --seeds {','.join(map(str, args.seeds))}` "
-        f"({len(args.seeds)} seeds, {args.honest} honest voters of about {args.votes_per_voter:.0f} votes each "
-        f"per run, {minutes:.0f} minutes in all). Medians over seeds."
+        f"Measured with `.venv/bin/python -m bench.crowd blind --design {args.design} "
+        f"--seeds {','.join(map(str, args.seeds))}` ({len(args.seeds)} seeds, the `{args.design}` serving design, "
+        f"{args.honest} honest voters of about {args.votes_per_voter:.0f} votes each per run, {minutes:.0f} minutes "
+        "in all). Medians over seeds."
     )
 
     heading("True approvals and the leaderboard without attackers")
@@ -95,10 +101,10 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
         (names[v], truth[v], est[v], median([ranks(r.estimate).get(v) for r in baseline]))
         for v in sorted(first.active, key=lambda v: -truth[v])
     ]
-    out.append("### True approvals and the leaderboard without attackers\n")
+    out.append("#### True approvals and the leaderboard without attackers\n")
     out.append(table(["model", "true approval", "estimate (median)", "rank (median)"], rows))
 
-    out.append("\n### Naming a card's model from public data\n")
+    out.append("\n#### Naming a card's model from public data\n")
     rows = []
     for attack in ("count-oracle", "delta-oracle", "blind"):
         scores = [naming(r) for r in runs[attack] if naming(r)]
@@ -119,7 +125,7 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
         "better of the two. Target: at most 0.10."
     )
 
-    out.append("\n### Oracle-guided attacker against the same attacker voting blind\n")
+    out.append("\n#### Oracle-guided attacker against the same attacker voting blind\n")
     rows = []
     for seed_runs in zip(runs["none"], runs["count-oracle"], runs["delta-oracle"], runs["blind"], strict=True):
         none, count, delta, blind = seed_runs
@@ -138,7 +144,7 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
         "shifts differ from the blind shift by at most the standard error of that difference (√2 × SE)."
     )
 
-    out.append("\n### Ranks with 10% attackers of each strategy\n")
+    out.append("\n#### Ranks with 10% attackers of each strategy\n")
     order = sorted(first.active, key=lambda v: -truth[v])
     header = ["model", "true rank", "no attack", *ATTACKS]
     rows = []
@@ -156,7 +162,7 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
     out.append("\nShare of each attacker's votes that counted for a model at the end of the run:\n")
     out.append(table(["attacker", "votes counted"], rows))
 
-    out.append("\n### Who is excluded\n")
+    out.append("\n#### Who is excluded\n")
     rows = []
     honest = [v for r in runs["none"] + [x for a in ATTACKS for x in runs[a]] for v in r.voters if v["honest"]]
     good = [v for v in honest if (v["gold_accuracy"] or 0) >= 0.85]
@@ -178,7 +184,7 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
 
     probes = {path: status for r in baseline for path, status in r.media_probe.items()}
     served = sum(status == 200 for status in probes.values())
-    out.append(f"\n### Build files\n\n{len(probes)} feature and index files probed at their old /media/ URLs: "
+    out.append(f"\n#### Build files\n\n{len(probes)} feature and index files probed at their old /media/ URLs: "
                f"{served} served, {len(probes) - served} answered {sorted(set(probes.values()))}.")  # fmt: skip
     text = "\n".join(out)
     emit(text)
@@ -199,8 +205,13 @@ SCENARIOS = {
     "close race": (crowd.TastePopulation(), [], 40_000),
     "all equal": (FLAT, [], 20_000),
 }
+# The previous issue's strategies as they reach the design: random clickers, always-dope voters, the signature
+# voter (dope on same colour, other category: the colour histogram's look), and the oracles, which blindness turns
+# into a blind push (the API runs show they name a card's model no better than a guess). The last row is the
+# worst case blindness exists to prevent: attackers who know which cards are the runner-up's.
 ATTACKS_14 = {"none": None, "10% random": ("random", 0.1), "10% always dope": ("always-dope", 0.1),
-              "10% pushing the runner-up": ("push", 0.1)}  # fmt: skip
+              "10% signature": ("signature", 0.1), "10% oracles, blind (push the runner-up)": ("blind-push", 0.1),
+              "10% knowing the runner-up's cards (blindness broken)": ("push", 0.1)}  # fmt: skip
 
 
 def load_cards():
@@ -377,6 +388,7 @@ def main() -> None:
     parser.add_argument("--votes-per-voter", type=float, default=40.0)
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="per run")
     parser.add_argument("--quick", action="store_true", help="one seed, 40 honest voters: a smoke run")
+    parser.add_argument("--design", choices=["active", "balanced"], default="active", help="blind: serving design")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/EVALUATION.md alone")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
@@ -384,7 +396,7 @@ def main() -> None:
         args.seeds, args.honest = args.seeds[:1], 40
     text = blind_suite(args) if args.suite == "blind" else decide_suite(args)
     if not args.no_write:
-        write_section(args.suite, text)
+        write_section(f"blind-{args.design}" if args.suite == "blind" else args.suite, text)
 
 
 if __name__ == "__main__":

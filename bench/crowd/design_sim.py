@@ -70,8 +70,14 @@ class Crowd:
 
 @dataclass
 class Attack:
-    """A share of the votes from attackers: random clickers, always-dope voters, or dope on one model's cards
-    (told apart only by chance: they are blind)."""
+    """A share of the votes from attackers (never excluded here, unlike on the site):
+    - random: a coin toss per card; always-dope: dope on every card;
+    - signature: dope on cards that look like the colour histogram's work (same colour, other category), nope on
+      the rest;
+    - blind-push: the oracles once blindness holds: a guess of the card's model drawn uniformly, dope if it is the
+      target, honest otherwise;
+    - push: dope on every card the target made, honest otherwise: attackers who can tell the target's cards, the
+      worst case blindness exists to prevent."""
 
     kind: str = "none"
     share: float = 0.0
@@ -119,6 +125,7 @@ def simulate(
     best_model = int(np.argmax(truth))
     card_lists = [np.flatnonzero(cards.makers[:, m]) for m in range(n_models)]
     counts = np.array([len(c) for c in card_lists], dtype=np.float64)
+    signature = np.array([look.colour and not look.category for look in cards.looks])
     w_sum = np.zeros(n_models)
     wy_sum = np.zeros(n_models)
     w2_sum = np.zeros(n_models)
@@ -162,7 +169,11 @@ def simulate(
                 dope = np.where(hostile, rng.random(n) < 0.5, dope)
             elif attack.kind == "always-dope":
                 dope = np.where(hostile, True, dope)
-            elif attack.kind == "push" and target is not None:  # blind: dope on every card, honest elsewhere no gain
+            elif attack.kind == "signature":
+                dope = np.where(hostile, signature[drawn], dope)
+            elif attack.kind == "blind-push":
+                dope = np.where(hostile & (rng.random(n) < 1.0 / n_models), True, dope)
+            elif attack.kind == "push" and target is not None:
                 dope = np.where(hostile & cards.makers[drawn, target], True, dope)
         weight = 1.0 / propensity
         for m in range(n_models):
