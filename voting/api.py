@@ -31,9 +31,10 @@ from voting.throttles import (
     PairRateThrottle,
     VoterRateThrottle,
     check_all,
-    client_address,
 )
 from voting.tokens import token_issue
+from vsearch_site import metrics
+from vsearch_site.clients import client_address
 from vsearch_site.errors import ErrorOut, NotFound, Unavailable
 
 
@@ -74,6 +75,7 @@ class VoterView(APIView):
 def _card_payload(card: sampling.Card, voter, cast: int) -> dict:
     """The same fields for every card, gold or not (CardOut); what the server needs back travels inside the token."""
     token = token_issue(voter_key=voter_key(voter), pair_id=card.pair_id, propensity=card.propensity, gold=card.gold)
+    metrics.card_served(gold=card.gold is not None)
     # A plain dict in CardOut's shape: the serializer cost more CPU than the rest of the payload (docs/BENCHMARKS.md).
     return {"token": token, "query": {"image": card.query_image}, "match": {"image": card.match_image}, "votes_cast": cast}
 

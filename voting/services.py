@@ -21,6 +21,7 @@ from voting import ledger, quality
 from voting.identity import voter_key, voter_saved
 from voting.models import GoldCard, Vote, Voter
 from voting.tokens import TokenError, token_read
+from vsearch_site import metrics
 from vsearch_site.errors import Conflict, InvalidInput, NotFound
 
 
@@ -61,7 +62,7 @@ def vote_record(*, voter: Voter, token: str, verdict: str, shown_ms: int | None 
     # Inside an outer transaction (tests, a caller's atomic block) a savepoint keeps a conflict from breaking it.
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            return _vote_insert(
+            vote = _vote_insert(
                 voter=voter,
                 pair_id=served.pair_id,
                 dope=VERDICTS[verdict],
@@ -71,6 +72,8 @@ def vote_record(*, voter: Voter, token: str, verdict: str, shown_ms: int | None 
                 gold=served.gold,
                 propensity=served.propensity,
             )
+        metrics.vote_recorded(gold_answer=served.gold, dope=vote.dope)
+        return vote
     except IntegrityError:
         existing = Vote.objects.filter(voter=voter, pair_id=served.pair_id).first()
         if existing is not None and existing.token_id == served.nonce:

@@ -59,6 +59,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of IP addresses or networks (10.0.0.0/8, ::1); a malformed one stops the start."""
+    import ipaddress
+
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address or network (10.0.0.0/8).") from None
+    return values
+
+
 def _pg_options(query: str, problem: str) -> dict:
     """Query options of a postgres:// URL, typed: Django and psycopg get booleans and integers, not text.
 

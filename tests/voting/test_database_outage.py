@@ -1,0 +1,147 @@
+"""A database outage: the API answers 503 with Retry-After and a JSON detail (never 500), pages a plain 503 page, and
+a vote is acknowledged only once it is stored, exactly once."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+
+import pytest
+from django.db import OperationalError, connection
+from django.test import RequestFactory
+
+from tests.voting.conftest import next_card, vote
+from voting.models import Vote
+from vsearch_site import views
+
+SAVEPOINTS = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\b", re.IGNORECASE)
+REFUSED = "connection to server at 127.0.0.1, port 5432 failed: Connection refused"
+
+
+class Outage:
+    """Every statement fails as it does while PostgreSQL restarts; `after(prefix)` lets statements through until one
+    starting with `prefix` has run (the outage begins right after it). The savepoints of the test's own transaction
+    still work, so the test can look at the database afterwards."""
+
+    def __init__(self):
+        self.down = True
+        self.until: str | None = None
+
+    def after(self, prefix: str) -> Outage:
+        self.down, self.until = False, prefix.upper()
+        return self
+
+    def __call__(self, execute, sql, params, many, context):
+        if self.down and not SAVEPOINTS.match(sql):
+            raise OperationalError(REFUSED)
+        result = execute(sql, params, many, context)
+        if self.until and sql.lstrip().upper().startswith(self.until):
+            self.down = True
+        return result
+
+
+def assert_unavailable(response) -> None:
+    assert response.status_code == 503, response.content
+    assert int(response["Retry-After"]) > 0
+    assert response["Content-Type"].startswith("application/json")
+    assert "database is unavailable" in response.json()["detail"]
+
+
+def test_with_the_database_down_a_card_request_is_503_with_retry_after_not_500(variants, alice):
+    with connection.execute_wrapper(Outage()):
+        response = alice.get("/api/pairs/next")
+
+    assert_unavailable(response)
+
+
+def test_with_the_database_down_a_vote_is_503_and_no_vote_row_is_written(variants, alice):
+    card = next_card(alice)
+
+    with connection.execute_wrapper(Outage()):
+        response = vote(alice, card["token"], "dope")
+
+    assert_unavailable(response)
+    assert Vote.objects.count() == 0
+    assert vote(alice, card["token"], "dope").status_code == 201  # once it is back, the same vote goes through
+    assert Vote.objects.count() == 1
+
+
+def test_a_vote_stored_just_before_the_outage_is_503_then_its_retry_is_201_without_a_second_row(variants, alice):
+    card = next_card(alice)
+
+    with connection.execute_wrapper(Outage().after('INSERT INTO "voting_vote"')):  # stored; the next card fails
+        response = vote(alice, card["token"], "nope")
+
+    assert_unavailable(response)
+    assert Vote.objects.count() == 1
+    retry = vote(alice, card["token"], "nope")
+    assert retry.status_code == 201 and "token" in retry.json()["next"]
+    assert Vote.objects.count() == 1
+
+
+def test_undo_during_an_outage_is_503_and_keeps_the_vote(variants, alice):
+    vote(alice, next_card(alice)["token"])
+
+    with connection.execute_wrapper(Outage()):
+        response = alice.post("/api/votes/undo", {}, format="json")
+
+    assert_unavailable(response)
+    assert Vote.objects.count() == 1
+
+
+def test_a_page_that_loses_the_database_is_a_plain_503_page(db, client):
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_user("dana", is_staff=True))
+
+    with connection.execute_wrapper(Outage()):
+        response = client.get("/staff/")
+
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert response["Content-Type"].startswith("text/html")
+    assert b"Back in a moment" in response.content
+
+
+@pytest.mark.parametrize("path", ["/api/votes", "/leaderboard/"])
+def test_a_database_error_raised_outside_any_view_is_503_too(db, path):
+    request = RequestFactory().get(path)
+    try:
+        raise OperationalError(REFUSED)
+    except OperationalError:
+        assert sys.exc_info()[0] is OperationalError
+        response = views.server_error(request)  # handler500, called inside the exception as Django calls it
+
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_unreachable_on_a_closed_port_gives_503_for_cards_and_votes(variants, alice):
+    if connection.vendor != "postgresql":
+        pytest.skip("the real connection failure is PostgreSQL's; other engines are covered by the tests above")
+    card = next_card(alice)
+    real_port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(closed_port())
+    from voting import design, sampling
+
+    sampling.memo.clear()  # nothing cached in this process stands in for the database
+    design.memo.clear()
+    try:
+        from django.core.cache import cache
+
+        cache.clear()
+        answers = [alice.get("/api/pairs/next"), vote(alice, card["token"], "dope")]
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = real_port
+
+    for response in answers:
+        assert_unavailable(response)
+    assert Vote.objects.count() == 0
