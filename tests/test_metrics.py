@@ -61,9 +61,13 @@ def test_staff_read_the_metrics_from_anywhere(db, client):
     assert "django_http_requests_latency_seconds_by_view_method" in body  # django-prometheus's own
 
 
-def test_a_vote_increments_votes_recorded_and_a_card_cards_served_but_a_replay_counts_nothing(variants, client):
+@pytest.mark.usefixtures("variants")
+def test_a_vote_increments_votes_recorded_and_a_card_cards_served_but_a_replay_counts_nothing(client):
     alice = browser()
-    cards, votes = sample("vsearch_cards_served_total", kind="model"), sample("vsearch_votes_recorded_total", kind="model")
+    cards, votes = (
+        sample("vsearch_cards_served_total", kind="model"),
+        sample("vsearch_votes_recorded_total", kind="model"),
+    )
     card = next_card(alice)
 
     assert vote(alice, card["token"], "dope").status_code == 201
@@ -77,7 +81,8 @@ def test_a_vote_increments_votes_recorded_and_a_card_cards_served_but_a_replay_c
     assert float(line.split()[-1]) == votes + 1
 
 
-def test_a_gold_card_answered_wrongly_is_a_gold_failure(variants, settings):
+@pytest.mark.usefixtures("variants")
+def test_a_gold_card_answered_wrongly_is_a_gold_failure(settings):
     from voting.services import gold_cards_ensure
 
     gold_cards_ensure(count=10, seed=2)

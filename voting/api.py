@@ -77,7 +77,12 @@ def _card_payload(card: sampling.Card, voter, cast: int) -> dict:
     token = token_issue(voter_key=voter_key(voter), pair_id=card.pair_id, propensity=card.propensity, gold=card.gold)
     metrics.card_served(gold=card.gold is not None)
     # A plain dict in CardOut's shape: the serializer cost more CPU than the rest of the payload (docs/BENCHMARKS.md).
-    return {"token": token, "query": {"image": card.query_image}, "match": {"image": card.match_image}, "votes_cast": cast}
+    return {
+        "token": token,
+        "query": {"image": card.query_image},
+        "match": {"image": card.match_image},
+        "votes_cast": cast,
+    }
 
 
 class PairNext(VoterView):

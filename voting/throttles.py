@@ -106,5 +106,3 @@ class LeaderboardRateThrottle(IPRateThrottle):
     """The public leaderboard: per address."""
 
     scope = "leaderboard"
-
-

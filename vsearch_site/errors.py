@@ -7,9 +7,9 @@ DRF does not raise itself.
 
 from __future__ import annotations
 
-from django.conf import settings
 import logging
 
+from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import InterfaceError, OperationalError
 from django.http.multipartparser import MultiPartParserError
@@ -83,9 +83,7 @@ def database_unavailable_logged(request, exc: BaseException) -> None:
 def exception_handler(exc, context):
     if database_unavailable(exc):
         database_unavailable_logged(context["request"], exc)
-        return Response(
-            {"detail": DATABASE_DOWN}, status=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER)}
-        )
+        return Response({"detail": DATABASE_DOWN}, status=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
     if isinstance(exc, DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
         return Response({"detail": str(exc)}, status=status_of(exc), headers=headers)

@@ -18,11 +18,13 @@ from functools import cache
 
 from django.conf import settings
 from django.http import Http404, HttpResponse
-
-from vsearch_site.clients import client_address
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
-CARDS_SERVED = Counter("vsearch_cards_served", "Cards handed to voters, by kind (a model's card or a gold card).", ["kind"])
+from vsearch_site.clients import client_address
+
+CARDS_SERVED = Counter(
+    "vsearch_cards_served", "Cards handed to voters, by kind (a model's card or a gold card).", ["kind"]
+)
 CARDS_MODEL, CARDS_GOLD = CARDS_SERVED.labels(kind="model"), CARDS_SERVED.labels(kind="gold")
 VOTES_RECORDED = Counter("vsearch_votes_recorded", "Votes stored (a replayed token is not counted again).", ["kind"])
 VOTES_MODEL, VOTES_GOLD = VOTES_RECORDED.labels(kind="model"), VOTES_RECORDED.labels(kind="gold")
