@@ -60,8 +60,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Request counts and latencies for Prometheus (/metrics): first and last, so they time everything in between.
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "vsearch_site.middleware.ContentSecurityPolicyMiddleware",
     # Inside the two above, so a rewritten error still gets their headers; outside the rest, so it sees their errors.
@@ -74,8 +72,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# Request counts and latencies by view for Prometheus (django-prometheus), first and last so they time everything in
+# between. They cost about 60 µs of CPU per request (a trivial view: 130 -> 195 µs; docs/BENCHMARKS.md, vote path),
+# some 3% of a vote; VSEARCH_METRICS_REQUESTS=off drops them (the application's own counters stay).
+if env_bool("VSEARCH_METRICS_REQUESTS", True):
+    MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *MIDDLEWARE,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
 
 ROOT_URLCONF = "vsearch_site.urls"
 WSGI_APPLICATION = "vsearch_site.wsgi.application"
