@@ -23,6 +23,7 @@ from voting.serializers import (
     LeaderboardOut,
     VotedOut,
     VoteIn,
+    vote_in,
 )
 from voting.tallies import votes_cast
 from voting.throttles import (
@@ -126,16 +127,15 @@ class VoteCreate(VoterView):
         request=VoteIn, responses={201: VotedOut, 400: ErrorOut, 403: ErrorOut, 409: ErrorOut, 429: ErrorOut}
     )
     def post(self, request):
-        data = VoteIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = vote_in(request.data)
         voter = voter_from_request(request, create=False)
         if voter is None:
             raise services.VoteRefused("No voter cookie: load a card first (GET /api/pairs/next).")
         vote = services.vote_record(
             voter=voter,
-            token=data.validated_data["token"],
-            verdict=data.validated_data["verdict"],
-            shown_ms=data.validated_data.get("shown_ms"),
+            token=data["token"],
+            verdict=data["verdict"],
+            shown_ms=data.get("shown_ms"),
             ip=client_address(request),
         )
         if voter.pk is None:

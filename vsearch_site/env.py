@@ -126,7 +126,7 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
             raise ImproperlyConfigured(f"{problem}: the port is not a number.") from None
         options = _pg_options(parts.query, problem)
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "vsearch_site.db",  # Django's PostgreSQL backend, health-checked without a round trip
             "NAME": name,
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),

@@ -145,3 +145,23 @@ def test_postgresql_unreachable_on_a_closed_port_gives_503_for_cards_and_votes(v
     for response in answers:
         assert_unavailable(response)
     assert Vote.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_terminated_is_replaced_before_the_next_request_uses_it(variants, alice):
+    """What a PostgreSQL restart does to every persistent connection: the next request reconnects instead of failing."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the health check of persistent connections is PostgreSQL's")
+    import psycopg
+
+    next_card(alice)
+    old_pid = connection.connection.info.backend_pid
+    dsn = {k: v for k, v in connection.get_connection_params().items() if k in {"host", "port", "user", "dbname"}}
+    with psycopg.connect(**dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [old_pid])
+    connection.health_check_done = False  # a new request, as far as the connection is concerned
+
+    response = alice.get("/api/pairs/next")
+
+    assert response.status_code == 200, response.content
+    assert connection.connection.info.backend_pid != old_pid
