@@ -234,6 +234,89 @@ def explain_first_look() -> str:
         return "\n".join(r[0] for r in cursor.fetchall())
 
 
+def _pipeline_hit_many(self, windows):
+    """The throttles' counting as it was: a pipeline of INCR + EXPIRE NX per key."""
+    pipe = self.get_client(None, write=True).pipeline(transaction=False)
+    for key, seconds in windows.items():
+        pipe.incr(key)
+        pipe.expire(key, seconds, nx=True)
+    return pipe.execute()[::2]
+
+
+def _serializer_vote_in(data):
+    """The vote's input checked as it was: a VoteIn serializer per request."""
+    from voting.serializers import VoteIn
+
+    checked = VoteIn(data=data)
+    checked.is_valid(raise_exception=True)
+    return checked.validated_data
+
+
+def ablation(meter: Meter, vote, args) -> None:
+    """Each choice undone alone, in the same process, rounds interleaved: what it saves per vote (CPU of this process
+    and of its PostgreSQL backend). Gives a comparison that the shared machine's noise does not swamp."""
+    from django.db import connection
+    from django.db.backends.postgresql.base import DatabaseWrapper as DjangoPostgres
+
+    from voting import api
+    from vsearch_site import cache as cache_module
+    from vsearch_site.db.base import DatabaseWrapper as Ours
+
+    def undo_attr(obj, name, value):
+        def apply():
+            saved = getattr(obj, name)
+            setattr(obj, name, value)
+            return lambda: setattr(obj, name, saved)
+
+        return apply
+
+    def unprepared():
+        connection.ensure_connection()
+        raw = connection.connection
+        saved = raw.prepare_threshold
+        raw.prepare_threshold = None
+        return lambda: setattr(raw, "prepare_threshold", saved)
+
+    from voting import services
+
+    shipped_record = services.vote_record
+
+    def two_statements(**kwargs):
+        return shipped_record(**{**kwargs, "look_ahead": None})
+
+    variants = [
+        ("as shipped", lambda: lambda: None),
+        (
+            "vote INSERT and the next card's look as two statements",
+            undo_attr(api.services, "vote_record", two_statements),
+        ),
+        ("statements not prepared", unprepared),
+        ("health check by SELECT 1 (Django's)", undo_attr(Ours, "is_usable", DjangoPostgres.is_usable)),
+        ("throttles by a Redis pipeline", undo_attr(cache_module._ReusedClient, "hit_many", _pipeline_hit_many)),
+        ("a VoteIn serializer per vote", undo_attr(api, "vote_in", _serializer_vote_in)),
+    ]
+    n = max(200, args.requests // 2)
+    cells: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in variants}
+    for _ in range(args.rounds + 2):
+        for label, apply in variants:
+            restore = apply()
+            try:
+                vote(0)  # the change in place (a prepared statement re-prepared, a script loaded)
+                row = measure(meter, label, n, vote)
+            finally:
+                restore()
+            cells[label].append((row[2], row[3]))
+    base_py = statistics.median(p for p, _ in cells["as shipped"])
+    base_pg = statistics.median(g for _, g in cells["as shipped"])
+    rows = []
+    for label, _ in variants:
+        py = statistics.median(p for p, _ in cells[label])
+        pg = statistics.median(g for _, g in cells[label])
+        rows.append((label, py, pg, py + pg, (py + pg) - (base_py + base_pg)))
+    heading(f"Each choice undone alone (median of {args.rounds + 2} interleaved rounds of {n} votes)")
+    emit(table(["vote path", "Python ms", "PostgreSQL ms", "together ms", "more than as shipped, ms"], rows))
+
+
 def run(args) -> None:
     data_dir = scratch_dir("vote-path")
     redis_server = PrivateRedis(data_dir)
@@ -351,6 +434,8 @@ def run(args) -> None:
         if hasattr(__import__("voting.sampling").sampling, "first_look"):  # absent before the vote path was trimmed
             heading("The card statement (voting.sampling.first_look) on the seeded data")
             emit("```\n" + explain_first_look() + "\n```")
+        if args.ablation:
+            ablation(meter, vote, args)
         if args.profile:
             profiler = cProfile.Profile(time.process_time)  # CPU time, not the wait for PostgreSQL
             m = max(200, n // 2)
@@ -381,6 +466,7 @@ def main() -> None:
     parser.add_argument("--votes", type=int, help="earlier votes to seed (default 100,000; quick 10,000)")
     parser.add_argument("--db-options", default="", help="query options for DATABASE_URL (server_side_binding=true)")
     parser.add_argument("--keep", action="store_true", help=f"keep the scratch database {PG_DATABASE}")
+    parser.add_argument("--ablation", action="store_true", help="undo each choice alone and measure the difference")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of measurement; each cell is their median")
     parser.add_argument("--profile", type=int, default=25, help="rows of the cProfile table (0: no profile)")
     args = parser.parse_args()

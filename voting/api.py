@@ -106,11 +106,12 @@ class PairNext(VoterView):
 NO_MODEL = "No model is ready yet: matches are still being built. Try again in a minute."
 
 
-def _next_payload(voter) -> dict | None:
-    """The voter's next card (or that they are done), as GET /api/pairs/next answers it; None without a model."""
-    if not sampling.rotation():
+def _next_payload(voter, drawn: sampling.Drawn | None = None) -> dict | None:
+    """The voter's next card (or that they are done), as GET /api/pairs/next answers it; None without a model.
+    `drawn`: the next card's draws, made before a vote whose statement already ran their look."""
+    if drawn is None and not sampling.rotation():
         return None
-    upcoming = sampling.card_next(voter=voter)
+    upcoming = sampling.card_next(voter=voter, drawn=drawn)
     if upcoming.card is None:
         return {
             "done": True,
@@ -131,7 +132,9 @@ class VoteCreate(VoterView):
         voter = voter_from_request(request, create=False)
         if voter is None:
             raise services.VoteRefused("No voter cookie: load a card first (GET /api/pairs/next).")
+        drawn = sampling.draw()  # the next card's draws: the vote's own statement runs their look
         vote = services.vote_record(
+            look_ahead=drawn,
             voter=voter,
             token=data["token"],
             verdict=data["verdict"],
@@ -141,7 +144,7 @@ class VoteCreate(VoterView):
         if voter.pk is None:
             request._new_voter = vote.voter  # the first vote made the row: the cookie now carries its id
         # One round trip per vote: the answer carries the next card.
-        following = _next_payload(vote.voter)
+        following = _next_payload(vote.voter, drawn) if drawn is not None else None
         cast = following["votes_cast"] if following else votes_cast(vote.voter)
         return Response(
             {"votes_cast": cast, "undo_seconds": settings.VSEARCH_UNDO_SECONDS, "next": following},

@@ -120,20 +120,15 @@ def pair_next_for(*, voter: Voter, rng: random.Random | None = None) -> Card | N
     return card_next(voter=voter, rng=rng).card
 
 
-def card_next(*, voter: Voter, rng: random.Random | None = None) -> Next:
-    """The voter's next card and their vote counts, in one statement (first_look) in the common case: a gold card
-    when one is due, else a model drawn by the serving design and one of its cards the voter has not voted on."""
-    rng = rng or random.Random()
-    variants = rotation()
-    if not variants:
+def card_next(*, voter: Voter, rng: random.Random | None = None, drawn: Drawn | None = None) -> Next:
+    """The voter's next card and their vote counts, in one statement (the look) in the common case: a gold card when
+    one is due, else a model drawn by the serving design and one of its cards the voter has not voted on. `drawn`:
+    draws made before a vote whose INSERT carried the look (voting.services.vote_record), its rows already read."""
+    drawn = drawn if drawn is not None else draw(rng or random.Random())
+    if drawn is None:
         return Next(None, history(voter))
-    shares = design_shares(variants)
-    pool = list(variants)
-    index = _draw(pool, shares, rng)
-    chosen = pool[index]
-    seqs = _seqs(chosen.top + 1, rng)
-    total = gold_count()
-    look = first_look(voter, chosen.variant_id, seqs, _seqs(total, rng) if total else None)
+    look = drawn.look if drawn.look is not None else first_look(voter, drawn)
+    rng, variants, shares, pool, index = drawn.rng, drawn.variants, drawn.shares, list(drawn.variants), drawn.index
     if gold_due(look.past, rng):
         card = look.gold if look.gold is not None else _gold_card(voter, rng, attempts=GOLD_ATTEMPTS - 1)
         if card is not None:
@@ -141,6 +136,7 @@ def card_next(*, voter: Voter, rng: random.Random | None = None) -> Next:
     if look.pair_id is not None:
         return Next(_card_from(look.pair_id, look.images, look.makers, variants, shares), look.past)
     # The first probe found only cards the voter has judged: the rest of the probes, then the exhaustive look.
+    chosen = pool[index]
     while pool:
         pair_id = _probe(voter, chosen, rng, attempts=ATTEMPTS - 1) or _exhaustive(voter, chosen.variant_id, rng)
         if pair_id is not None:
@@ -150,6 +146,37 @@ def card_next(*, voter: Voter, rng: random.Random | None = None) -> Next:
             index = _draw(pool, shares, rng)
             chosen = pool[index]
     return Next(None, look.past)
+
+
+@dataclass
+class Drawn:
+    """The random draws behind the next card, made before its statement runs: the model (by the serving design) and
+    PROBE positions among its cards, PROBE among the gold cards. `look` is filled by whichever statement carried
+    the look (a vote's INSERT, voting.services); `skip_pair` is a card that statement must not offer (the one just
+    voted on, which its snapshot does not show as voted)."""
+
+    rng: random.Random
+    variants: list[Rotating]
+    shares: dict[int, float]
+    index: int
+    seqs: list[int]
+    gold_seqs: list[int] | None
+    skip_pair: int = 0
+    look: Look | None = None
+
+
+def draw(rng: random.Random | None = None) -> Drawn | None:
+    """The draws of the next card; None while no model is in the rotation."""
+    rng = rng or random.Random()
+    variants = rotation()
+    if not variants:
+        return None
+    shares = design_shares(variants)
+    index = _draw(variants, shares, rng)
+    total = gold_count()
+    return Drawn(
+        rng, variants, shares, index, _seqs(variants[index].top + 1, rng), _seqs(total, rng) if total else None
+    )
 
 
 def _draw(pool: list[Rotating], shares: dict[int, float], rng: random.Random) -> int:
@@ -170,26 +197,38 @@ class Look:
     gold: Card | None  # likewise among the probed gold cards (asked only when there are gold cards)
 
 
-def first_look(voter: Voter, variant_id: int, seqs: list[int], gold_seqs: list[int] | None) -> Look:
-    """One statement, three parts (UNION ALL): the voter's vote counts; the first of `seqs` (positions among the
-    variant's cards) the voter has not voted on, with its images and every variant that made it; the same among
-    `gold_seqs` of the gold cards. Profiling showed the ORM's three to five queries per card cost more CPU in
-    Python than PostgreSQL spent running them (docs/BENCHMARKS.md, vote path)."""
-    voter_id = voter.pk  # None for a voter with no row yet: no vote matches, the counts are 0
-    params: list = [voter_id, variant_id, *seqs, voter_id, *seqs]
-    if gold_seqs is not None:
-        params += [*gold_seqs, voter_id, *gold_seqs]
+def first_look(voter: Voter, drawn: Drawn) -> Look:
+    """Run the look on its own (a card request, or after a vote whose statement could not carry it)."""
+    sql, params = look_statement(voter.pk, drawn)
     with connection.cursor() as cursor:
-        cursor.execute(_first_look_sql(gold_seqs is not None), params)
-        rows = cursor.fetchall()
-    past, pair_id, images, makers, gold = History(0, 0), None, None, [], None
+        cursor.execute(sql, params)
+        return look_read(cursor.fetchall())
+
+
+def look_statement(voter_id: int | None, drawn: Drawn) -> tuple[str, list]:
+    """One statement, three parts (UNION ALL): the voter's vote counts; the first of the drawn positions among the
+    model's cards that the voter has not voted on, with its images and every variant that made it; the same among
+    the gold cards. Profiling showed the ORM's three to five queries per card cost more CPU in Python than
+    PostgreSQL spent running them (docs/BENCHMARKS.md, vote path). Rows: (part, pair, query image, match image,
+    count or maker, gold count or answer)."""
+    # voter_id is None for a voter with no row yet: no vote matches, the counts are 0.
+    seqs = drawn.seqs
+    params: list = [voter_id, drawn.variants[drawn.index].variant_id, *seqs, drawn.skip_pair, voter_id, *seqs]
+    if drawn.gold_seqs is not None:
+        params += [*drawn.gold_seqs, drawn.skip_pair, voter_id, *drawn.gold_seqs]
+    return _first_look_sql(drawn.gold_seqs is not None), params
+
+
+def look_read(rows, *, added: History = History(0, 0)) -> Look:
+    """The look's rows as a Look; `added`: votes the statement stored itself, which its counts do not see."""
+    past, pair_id, images, makers, gold = added, None, None, [], None
     for part, pair, query, match, n, g in rows:
         if part == 0:
-            past = History(int(n), int(g))
+            past = History(int(n) + added.votes, int(g) + added.gold)
         elif part == 1:
             pair_id, images = pair, (query, match)
             makers.append(int(n))
-        else:
+        elif part == 2:
             gold = Card(pair, media_url(query), media_url(match), gold=g == 1)
     return Look(past, pair_id, images, tuple(makers), gold)
 
@@ -215,7 +254,7 @@ def _first_look_sql(with_gold: bool) -> str:
         " UNION ALL "
         f"SELECT 1, c.pair_id, {images}, m.variant_id, NULL FROM ("
         f"SELECT c0.pair_id AS pair_id FROM {matchpair} c0 WHERE c0.variant_id = %s AND c0.seq IN ({marks}) "
-        f"AND {unvoted} ORDER BY CASE c0.seq {order} END LIMIT 1) c "
+        f"AND c0.pair_id <> %s AND {unvoted} ORDER BY CASE c0.seq {order} END LIMIT 1) c "
         f"JOIN {pair} p ON p.id = c.pair_id JOIN {matchpair} m ON m.pair_id = c.pair_id"
     )
     if with_gold:
@@ -224,7 +263,8 @@ def _first_look_sql(with_gold: bool) -> str:
             " UNION ALL "
             f"SELECT 2, c.pair_id, {images}, NULL, CASE WHEN c.kind = '{copy}' THEN 1 ELSE 0 END FROM ("
             f"SELECT c0.pair_id AS pair_id, c0.kind AS kind FROM {goldcard} c0 WHERE c0.seq IN ({marks}) "
-            f"AND {unvoted} ORDER BY CASE c0.seq {order} END LIMIT 1) c JOIN {pair} p ON p.id = c.pair_id"
+            f"AND c0.pair_id <> %s AND {unvoted} ORDER BY CASE c0.seq {order} END LIMIT 1) c "
+            f"JOIN {pair} p ON p.id = c.pair_id"
         )
     return sql
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from matching.models import Item, MatchPair, Pair
 from matching.services import gold_copy_add
-from voting import ledger, quality
+from voting import ledger, quality, sampling
 from voting.identity import voter_key, voter_saved
 from voting.models import GoldCard, Vote, Voter
 from voting.tokens import TokenError, token_read
@@ -44,9 +44,18 @@ class UndoTooLate(Conflict):
 VERDICTS = {"dope": True, "nope": False}
 
 
-def vote_record(*, voter: Voter, token: str, verdict: str, shown_ms: int | None = None, ip: str | None = None) -> Vote:
+def vote_record(
+    *,
+    voter: Voter,
+    token: str,
+    verdict: str,
+    shown_ms: int | None = None,
+    ip: str | None = None,
+    look_ahead: sampling.Drawn | None = None,
+) -> Vote:
     """Store one verdict on a served card; the voter's row is created with their first vote. Retrying the same
-    token is a replay: the stored vote comes back, nothing new is written."""
+    token is a replay: the stored vote comes back, nothing new is written. With `look_ahead` (the next card's draws)
+    on PostgreSQL, the INSERT also runs the next card's look in the same statement, and fills in look_ahead.look."""
     if verdict not in VERDICTS:
         raise VoteRefused("verdict must be 'dope' or 'nope'.")
     try:
@@ -63,6 +72,7 @@ def vote_record(*, voter: Voter, token: str, verdict: str, shown_ms: int | None 
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             vote = _vote_insert(
+                look_ahead=look_ahead,
                 voter=voter,
                 pair_id=served.pair_id,
                 dope=VERDICTS[verdict],
@@ -99,15 +109,29 @@ def _vote_insert_sql(vendor: str) -> tuple[str, tuple]:
     return f"INSERT INTO {qn(Vote._meta.db_table)} ({columns}) VALUES ({marks}) RETURNING {qn('id')}", fields
 
 
-def _vote_insert(*, voter: Voter, **values) -> Vote:
-    """Store one vote row (each value prepared by its field, as the ORM would) and return it as a Vote."""
+def _vote_insert(*, voter: Voter, look_ahead: sampling.Drawn | None, **values) -> Vote:
+    """Store one vote row (each value prepared by its field, as the ORM would) and return it as a Vote. On PostgreSQL
+    with `look_ahead`, one statement: the INSERT as a data-modifying CTE, then the next card's look, which must not
+    offer the card just voted on (its snapshot does not show the new row) and whose counts get the new vote added."""
     values["created_at"] = timezone.now()
     sql, fields = _vote_insert_sql(connection.vendor)
     row = {"voter": voter.pk, "pair": values["pair_id"], **values}
     params = [f.get_db_prep_save(row[f.name], connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        vote_id = cursor.fetchone()[0]
+    if look_ahead is not None and connection.vendor == "postgresql":
+        look_ahead.skip_pair = values["pair_id"]
+        look_sql, look_params = sampling.look_statement(voter.pk, look_ahead)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH new_vote AS ({sql}) SELECT -1, id, NULL, NULL, NULL, NULL FROM new_vote UNION ALL {look_sql}",
+                params + look_params,
+            )
+            rows = cursor.fetchall()
+        vote_id = next(r[1] for r in rows if r[0] == -1)
+        look_ahead.look = sampling.look_read(rows, added=sampling.History(1, int(values["gold"] is not None)))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            vote_id = cursor.fetchone()[0]
     vote = Vote(id=vote_id, voter=voter, **values)
     vote._state.adding = False
     vote._state.db = connection.alias

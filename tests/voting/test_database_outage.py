@@ -20,23 +20,23 @@ REFUSED = "connection to server at 127.0.0.1, port 5432 failed: Connection refus
 
 
 class Outage:
-    """Every statement fails as it does while PostgreSQL restarts; `after(prefix)` lets statements through until one
-    starting with `prefix` has run (the outage begins right after it). The savepoints of the test's own transaction
+    """Every statement fails as it does while PostgreSQL restarts; `after(text)` lets statements through until one
+    containing `text` has run (the outage begins right after it). The savepoints of the test's own transaction
     still work, so the test can look at the database afterwards."""
 
     def __init__(self):
         self.down = True
         self.until: str | None = None
 
-    def after(self, prefix: str) -> Outage:
-        self.down, self.until = False, prefix.upper()
+    def after(self, statement: str) -> Outage:
+        self.down, self.until = False, statement.upper()
         return self
 
     def __call__(self, execute, sql, params, many, context):
         if self.down and not SAVEPOINTS.match(sql):
             raise OperationalError(REFUSED)
         result = execute(sql, params, many, context)
-        if self.until and sql.lstrip().upper().startswith(self.until):
+        if self.until and self.until in sql.upper():
             self.down = True
         return result
 
@@ -67,15 +67,20 @@ def test_with_the_database_down_a_vote_is_503_and_no_vote_row_is_written(variant
     assert Vote.objects.count() == 1
 
 
-def test_a_vote_stored_just_before_the_outage_is_503_then_its_retry_is_201_without_a_second_row(variants, alice):
+def test_a_vote_stored_just_before_the_outage_is_stored_once_and_its_retry_is_201(variants, alice):
     card = next_card(alice)
 
-    with connection.execute_wrapper(Outage().after('INSERT INTO "voting_vote"')):  # stored; the next card fails
+    # The outage begins once the statement storing the vote has run. On PostgreSQL that statement also found the
+    # next card, so the vote is acknowledged; elsewhere the next card's statement fails and the answer is 503.
+    with connection.execute_wrapper(Outage().after('INSERT INTO "voting_vote"')):
         response = vote(alice, card["token"], "nope")
 
-    assert_unavailable(response)
+    if connection.vendor == "postgresql":
+        assert response.status_code == 201 and "token" in response.json()["next"]
+    else:
+        assert_unavailable(response)
     assert Vote.objects.count() == 1
-    retry = vote(alice, card["token"], "nope")
+    retry = vote(alice, card["token"], "nope")  # the client did not see (or did not trust) the answer
     assert retry.status_code == 201 and "token" in retry.json()["next"]
     assert Vote.objects.count() == 1
 
