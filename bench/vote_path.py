@@ -225,22 +225,11 @@ def explain_first_look() -> str:
     from voting.models import Voter
 
     voter = Voter.objects.order_by("id").first()
-    chosen = sampling.rotation()[0]
-    rng = random.Random(0)
-    params = [voter.pk, chosen.variant_id, *sampling._seqs(chosen.top + 1, rng), voter.pk]
-    params += params[2:18]
+    drawn = sampling.draw(random.Random(0))
+    sql, params = sampling.look_statement(voter.pk, drawn)
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, SUMMARY) " + sampling._first_look_sql(False), params)
+        cursor.execute("EXPLAIN (ANALYZE, SUMMARY) " + sql, params)
         return "\n".join(r[0] for r in cursor.fetchall())
-
-
-def _pipeline_hit_many(self, windows):
-    """The throttles' counting as it was: a pipeline of INCR + EXPIRE NX per key."""
-    pipe = self.get_client(None, write=True).pipeline(transaction=False)
-    for key, seconds in windows.items():
-        pipe.incr(key)
-        pipe.expire(key, seconds, nx=True)
-    return pipe.execute()[::2]
 
 
 def _serializer_vote_in(data):
@@ -259,7 +248,6 @@ def ablation(meter: Meter, vote, args) -> None:
     from django.db.backends.postgresql.base import DatabaseWrapper as DjangoPostgres
 
     from voting import api
-    from vsearch_site import cache as cache_module
     from vsearch_site.db.base import DatabaseWrapper as Ours
 
     def undo_attr(obj, name, value):
@@ -292,7 +280,6 @@ def ablation(meter: Meter, vote, args) -> None:
         ),
         ("statements not prepared", unprepared),
         ("health check by SELECT 1 (Django's)", undo_attr(Ours, "is_usable", DjangoPostgres.is_usable)),
-        ("throttles by a Redis pipeline", undo_attr(cache_module._ReusedClient, "hit_many", _pipeline_hit_many)),
         ("a VoteIn serializer per vote", undo_attr(api, "vote_in", _serializer_vote_in)),
     ]
     n = max(200, args.requests // 2)
@@ -352,6 +339,11 @@ def run(args) -> None:
 
         call_command("collectstatic", interactive=False, verbosity=0)
         settings.VSEARCH_TASKS = "thread"  # as the web process runs (nothing is sent on the vote path)
+        from django.db import connection
+
+        # One backend for the whole run, so its CPU can be read from /proc (production reconnects every 60 s).
+        connection.settings_dict["CONN_MAX_AGE"] = None
+        connection.close()  # the seeding's connection was opened with a 60 s lifetime
         settings.ROOT_URLCONF = "bench.floor_urls"  # /floor/django beside the site's own URLs
         from vsearch_site.wsgi import application
 
@@ -431,7 +423,7 @@ def run(args) -> None:
             "driver's few µs per request (building the WSGI environ, reading cookies); PostgreSQL and Redis CPU "
             f"are read from /proc at {1000 // TICK} ms resolution; medians of {args.rounds} rounds of {n:,} requests."
         )
-        if hasattr(__import__("voting.sampling").sampling, "first_look"):  # absent before the vote path was trimmed
+        if hasattr(__import__("voting.sampling").sampling, "look_statement"):  # absent before the trimming
             heading("The card statement (voting.sampling.first_look) on the seeded data")
             emit("```\n" + explain_first_look() + "\n```")
         if args.ablation:

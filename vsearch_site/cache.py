@@ -35,26 +35,13 @@ class _ReusedClient(RedisCacheClient):
         return client
 
     def hit_many(self, windows):
-        """INCR fixed-window counters {key: seconds}, each given its expiry when it is created: one command (a Lua
-        script, sent by its SHA once Redis knows it). A pipeline of INCR + EXPIRE per key did the same in one round
-        trip but cost redis-py more CPU to pack and parse (docs/BENCHMARKS.md, vote path)."""
-        script = self.__dict__.get("_hit_script")
-        if script is None:
-            script = self.__dict__["_hit_script"] = self.get_client(None, write=True).register_script(HIT_SCRIPT)
-        client = self.get_client(None, write=True)
-        return script(keys=list(windows), args=[int(s) for s in windows.values()], client=client)
-
-
-# KEYS: the counters; ARGV: their windows in seconds. A counter that this call created gets its expiry (as EXPIRE NX).
-HIT_SCRIPT = """
-local counts = {}
-for i, key in ipairs(KEYS) do
-  local n = redis.call('INCR', key)
-  if n == 1 then redis.call('EXPIRE', key, ARGV[i]) end
-  counts[i] = n
-end
-return counts
-"""
+        """INCR fixed-window counters {key: seconds} and give them their expiry, in one round trip. (A Lua script
+        doing the same in one command cost no less CPU: docs/BENCHMARKS.md, vote path.)"""
+        pipe = self.get_client(None, write=True).pipeline(transaction=False)
+        for key, seconds in windows.items():
+            pipe.incr(key)
+            pipe.expire(key, seconds, nx=True)
+        return pipe.execute()[::2]
 
 
 class ResilientRedisCache(RedisCache):
