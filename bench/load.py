@@ -449,7 +449,7 @@ def run(args) -> bool:
             stderr=subprocess.STDOUT,
         )
         wait_ready(port, server, 60)
-        workers = args.workers or (os.cpu_count() or 1) * 2 + 1  # gunicorn.conf.py's default
+        workers = args.workers or (os.cpu_count() or 1)  # gunicorn.conf.py's default
         # Warm every worker (first queries, connections, caches) before measuring; those votes are not counted.
         asyncio.run(drive(port, clients=min(args.clients, 2 * workers), duration=2.0, think=0, grace=5, seed=-1))
         vote_floor = Vote.objects.order_by("-id").values_list("id", flat=True).first() or 0
@@ -580,8 +580,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, help="concurrent simulated voters (default 32; quick 16)")
     parser.add_argument("--duration", type=float, help="seconds of load (default 30; quick 10)")
     parser.add_argument("--think-ms", type=float, default=0.0, help="pause between card and vote")
-    parser.add_argument("--workers", type=int, help="gunicorn workers (default: gunicorn.conf.py's 2 x cores + 1)")
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker; above 1 means gthread workers")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: gunicorn.conf.py's one per core)")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads per worker (gunicorn.conf.py's 4: gthread); 1 means sync"
+    )
     parser.add_argument("--pairs", type=int, help="match pairs to seed (default 100,000; quick 20,000)")
     parser.add_argument("--votes", type=int, help="earlier votes to seed (default 100,000; quick 10,000)")
     parser.add_argument("--grace", type=float, default=10.0, help="per-request timeout and hard stop after duration")

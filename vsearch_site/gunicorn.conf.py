@@ -1,4 +1,8 @@
-"""gunicorn for `make serve`: sync workers, a few per core (requests are short, the database does the waiting).
+"""gunicorn for `make serve`: one worker per core, four threads each (gthread).
+
+gthread over sync, by measurement (docs/BENCHMARKS.md, vote path; `make load`, 2 workers, 16 voters, 2 shared cores):
+194-222 votes/s against 62-81, and 3.5-3.7 ms of server CPU per vote against 4.7-5.7. Sync workers close the
+connection after every response, so each vote paid a TCP connection in the kernel; gthread keeps it alive.
 
 Prometheus: every worker counts in its own process, so the workers write their metrics into one folder
 (PROMETHEUS_MULTIPROC_DIR, prometheus_client's multiprocess mode) and /metrics, answered by any worker, adds them up.
@@ -12,8 +16,8 @@ import os
 from pathlib import Path
 
 bind = os.environ.get("VSEARCH_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("VSEARCH_WEB_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-threads = int(os.environ.get("VSEARCH_WEB_THREADS", "1"))
+workers = int(os.environ.get("VSEARCH_WEB_WORKERS", multiprocessing.cpu_count()))
+threads = int(os.environ.get("VSEARCH_WEB_THREADS", "4"))  # 1: sync workers
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = 60
 graceful_timeout = 30
