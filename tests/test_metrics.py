@@ -157,3 +157,21 @@ def test_in_multiprocess_mode_metrics_add_up_over_processes_that_have_exited(tmp
     assert float(lines['vsearch_votes_recorded_total{kind="gold"}']) == 3.0
     assert float(lines["vsearch_gold_failures_total"]) == 3.0
     assert float(lines['vsearch_cards_served_total{kind="model"}']) == 3.0
+
+
+def test_gunicorn_sets_the_multiprocess_folder_and_clears_files_of_processes_that_are_gone(tmp_path, monkeypatch):
+    import runpy
+
+    folder = tmp_path / "prometheus"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    config = runpy.run_path(str(ROOT / "vsearch_site" / "gunicorn.conf.py"))
+    assert folder.is_dir() and config["preload_app"] is True and config["worker_class"] == "gthread"
+    stale, live = folder / f"counter_{dead.pid}.db", folder / f"counter_{os.getpid()}.db"
+    stale.write_bytes(b"x")
+    live.write_bytes(b"x")
+
+    config["on_starting"](None)
+
+    assert not stale.exists() and live.exists()
