@@ -38,6 +38,10 @@ demo: setup
 	@echo "vsearch is at http://$(HOST):$(PORT)/  (leaderboard: /leaderboard/, staff: /staff/ after 'manage.py createsuperuser')"
 	DJANGO_DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
 
+# Prometheus multiprocess mode: gunicorn's workers and the Celery worker (build durations) write their metrics into
+# this folder, and /metrics adds them up (vsearch_site/gunicorn.conf.py).
+PROMETHEUS_DIR ?= $(or $(VSEARCH_DATA_DIR),var)/prometheus
+
 # Production profile: gunicorn + a Celery worker with beat inside it (the periodic resend of builds that found
 # the broker down), PostgreSQL and Redis from the environment. With more workers, give one of them --beat
 # (or run `celery -A vsearch_site beat`) and start the others with `make worker`.
@@ -47,12 +51,15 @@ serve: setup
 	$(PY) manage.py check --deploy
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(VENV)/bin/celery -A vsearch_site worker --beat -l info --concurrency 1 & \
+	@mkdir -p $(PROMETHEUS_DIR)
+	PROMETHEUS_MULTIPROC_DIR=$(PROMETHEUS_DIR) $(VENV)/bin/celery -A vsearch_site worker --beat -l info --concurrency 1 & \
 	  trap 'kill $$!' EXIT INT TERM; \
-	  VSEARCH_BIND=$(HOST):$(PORT) $(VENV)/bin/gunicorn -c vsearch_site/gunicorn.conf.py vsearch_site.wsgi
+	  PROMETHEUS_MULTIPROC_DIR=$(PROMETHEUS_DIR) VSEARCH_BIND=$(HOST):$(PORT) \
+	  $(VENV)/bin/gunicorn -c vsearch_site/gunicorn.conf.py vsearch_site.wsgi
 
 worker: setup
-	$(VENV)/bin/celery -A vsearch_site worker -l info --concurrency 1
+	@mkdir -p $(PROMETHEUS_DIR)
+	PROMETHEUS_MULTIPROC_DIR=$(PROMETHEUS_DIR) $(VENV)/bin/celery -A vsearch_site worker -l info --concurrency 1
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -168,6 +168,7 @@ def seed_catalog(world: World, media_root: Path) -> dict[str, float]:
                 "width",
                 "height",
                 "created_at",
+                "role",
             ),
         )
         for start in range(0, n, CHUNK):
@@ -185,6 +186,7 @@ def seed_catalog(world: World, media_root: Path) -> dict[str, float]:
                     [8] * len(ids),
                     [8] * len(ids),
                     _timestamps(start, start + len(ids), step_ms=1, sqlite=sqlite),
+                    ["catalog"] * len(ids),
                 ]
             )
     seconds["items"] = time.perf_counter() - t0
@@ -266,16 +268,44 @@ def seed_votes(world: World, start: int, stop: int) -> float:
     # Approval rate by offset: near matches (small offsets) are liked more; the random control's cards least.
     p_dope = np.array([0.75 - 0.02 * j if d < 100 else 0.25 for j, d in enumerate(world.offsets)])
     with bulk():
-        voters = _Writer("voting_voter", ("id", "uuid", "user_id", "created_at"))
+        # Every NOT NULL column of Voter is written (Django keeps defaults in Python, not in the table): seeded voters
+        # are reviewed, qualified and counted.
+        voters = _Writer(
+            "voting_voter",
+            (
+                "id",
+                "uuid",
+                "user_id",
+                "created_at",
+                "counted",
+                "excluded",
+                "reason",
+                "flags",
+                "staff_decision",
+                "gold_right",
+                "gold_wrong",
+                "reviewed_votes",
+            ),
+        )
         first, last = -(-start // VOTES_PER_VOTER), -(-stop // VOTES_PER_VOTER)
+        true, false = (1, 0) if sqlite else ("t", "f")
         for v0 in range(first, last, CHUNK):
             ids = list(range(v0 + 1, min(last, v0 + CHUNK) + 1))
+            n = len(ids)
             voters.write(
                 [
                     ids,
                     [f"{i:032x}" for i in ids],
-                    [None] * len(ids),
-                    _timestamps(v0, v0 + len(ids), step_ms=60_000, sqlite=sqlite),
+                    [None] * n,
+                    _timestamps(v0, v0 + n, step_ms=60_000, sqlite=sqlite),
+                    [true] * n,
+                    [false] * n,
+                    [""] * n,
+                    ["[]"] * n,
+                    [""] * n,
+                    [2] * n,
+                    [0] * n,
+                    [0] * n,
                 ]
             )
         votes = _Writer(

@@ -29,6 +29,7 @@ from matching.features import ItemImages, array_save, feature_dir, features_curr
 from matching.featurizers import FeaturizerError
 from matching.models import FeatureSet, Item, MatchPair, Metric, Pair, Variant
 from matching.storage import private_path
+from vsearch_site import metrics
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,8 @@ def claimed_stage(variant_id: int, stage: str):
         return
     variant, owner = claim
     try:
-        yield variant
+        with metrics.build_step_timed(stage):
+            yield variant
     except (BuildError, FeaturizerError) as exc:
         _fail(variant_id, owner, str(exc))
     except OperationalError:

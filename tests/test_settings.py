@@ -43,10 +43,10 @@ def test_a_bad_database_url_is_refused_naming_the_variable_and_the_problem(url, 
 def test_a_postgres_url_becomes_a_django_database_entry():
     entry = database_from_url("postgres://alice:p%40ss@db.example:6543/vsearch?sslmode=require")
 
-    assert entry["ENGINE"] == "django.db.backends.postgresql"
+    assert entry["ENGINE"] == "vsearch_site.db"  # Django's PostgreSQL backend with a cheaper health check
     assert (entry["NAME"], entry["USER"], entry["PASSWORD"]) == ("vsearch", "alice", "p@ss")
     assert (entry["HOST"], entry["PORT"]) == ("db.example", "6543")
-    assert entry["OPTIONS"] == {"sslmode": "require"}
+    assert entry["OPTIONS"] == {"sslmode": "require", "server_side_binding": True, "prepare_threshold": 5}
 
 
 def test_postgres_url_options_arrive_typed_so_server_side_binding_can_be_turned_on():
@@ -54,6 +54,11 @@ def test_postgres_url_options_arrive_typed_so_server_side_binding_can_be_turned_
 
     assert entry["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 2, "connect_timeout": 5}
     assert database_from_url("postgres://h/db?prepare_threshold=none")["OPTIONS"]["prepare_threshold"] is None
+
+
+def test_prepared_statements_are_on_for_postgres_unless_the_url_turns_them_off_for_an_old_pgbouncer():
+    assert database_from_url("postgres://h/db")["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 5}
+    assert database_from_url("postgres://h/db?server_side_binding=false")["OPTIONS"] == {"server_side_binding": False}
 
 
 def test_sqlite_urls_take_absolute_and_relative_paths():

@@ -23,6 +23,7 @@ from voting.serializers import (
     LeaderboardOut,
     VotedOut,
     VoteIn,
+    vote_in,
 )
 from voting.tallies import votes_cast
 from voting.throttles import (
@@ -31,9 +32,10 @@ from voting.throttles import (
     PairRateThrottle,
     VoterRateThrottle,
     check_all,
-    client_address,
 )
 from voting.tokens import token_issue
+from vsearch_site import metrics
+from vsearch_site.clients import client_address
 from vsearch_site.errors import ErrorOut, NotFound, Unavailable
 
 
@@ -72,11 +74,16 @@ class VoterView(APIView):
 
 
 def _card_payload(card: sampling.Card, voter, cast: int) -> dict:
-    """The same fields for every card, gold or not; what the server needs back travels inside the token."""
+    """The same fields for every card, gold or not (CardOut); what the server needs back travels inside the token."""
     token = token_issue(voter_key=voter_key(voter), pair_id=card.pair_id, propensity=card.propensity, gold=card.gold)
-    return CardOut(
-        {"token": token, "query": {"image": card.query_image}, "match": {"image": card.match_image}, "votes_cast": cast}
-    ).data
+    metrics.card_served(gold=card.gold is not None)
+    # A plain dict in CardOut's shape (no serializer per card: the vote path is counted in µs, docs/BENCHMARKS.md).
+    return {
+        "token": token,
+        "query": {"image": card.query_image},
+        "match": {"image": card.match_image},
+        "votes_cast": cast,
+    }
 
 
 class PairNext(VoterView):
@@ -99,19 +106,19 @@ class PairNext(VoterView):
 NO_MODEL = "No model is ready yet: matches are still being built. Try again in a minute."
 
 
-def _next_payload(voter) -> dict | None:
-    """The voter's next card (or that they are done), as GET /api/pairs/next answers it; None without a model."""
-    if not sampling.rotation():
+def _next_payload(voter, drawn: sampling.Drawn | None = None) -> dict | None:
+    """The voter's next card (or that they are done), as GET /api/pairs/next answers it; None without a model.
+    `drawn`: the next card's draws, made before a vote whose statement already ran their look."""
+    if drawn is None and not sampling.rotation():
         return None
-    past = sampling.history(voter)
-    card = sampling.pair_next_for(voter=voter, past=past)
-    if card is None:
+    upcoming = sampling.card_next(voter=voter, drawn=drawn)
+    if upcoming.card is None:
         return {
             "done": True,
-            "votes_cast": past.votes,
+            "votes_cast": upcoming.past.votes,
             "detail": "You have judged every pair we have. Thank you! See how the models rank on the leaderboard.",
         }
-    return _card_payload(card, voter, past.votes)
+    return _card_payload(upcoming.card, voter, upcoming.past.votes)
 
 
 class VoteCreate(VoterView):
@@ -121,22 +128,23 @@ class VoteCreate(VoterView):
         request=VoteIn, responses={201: VotedOut, 400: ErrorOut, 403: ErrorOut, 409: ErrorOut, 429: ErrorOut}
     )
     def post(self, request):
-        data = VoteIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = vote_in(request.data)
         voter = voter_from_request(request, create=False)
         if voter is None:
             raise services.VoteRefused("No voter cookie: load a card first (GET /api/pairs/next).")
+        drawn = sampling.draw()  # the next card's draws: the vote's own statement runs their look
         vote = services.vote_record(
+            look_ahead=drawn,
             voter=voter,
-            token=data.validated_data["token"],
-            verdict=data.validated_data["verdict"],
-            shown_ms=data.validated_data.get("shown_ms"),
+            token=data["token"],
+            verdict=data["verdict"],
+            shown_ms=data.get("shown_ms"),
             ip=client_address(request),
         )
         if voter.pk is None:
             request._new_voter = vote.voter  # the first vote made the row: the cookie now carries its id
         # One round trip per vote: the answer carries the next card.
-        following = _next_payload(vote.voter)
+        following = _next_payload(vote.voter, drawn) if drawn is not None else None
         cast = following["votes_cast"] if following else votes_cast(vote.voter)
         return Response(
             {"votes_cast": cast, "undo_seconds": settings.VSEARCH_UNDO_SECONDS, "next": following},

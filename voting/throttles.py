@@ -11,7 +11,7 @@ import threading
 import time
 
 from django.core.cache import cache
-from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+from rest_framework.throttling import SimpleRateThrottle
 
 from voting.identity import throttle_key
 
@@ -106,8 +106,3 @@ class LeaderboardRateThrottle(IPRateThrottle):
     """The public leaderboard: per address."""
 
     scope = "leaderboard"
-
-
-def client_address(request) -> str | None:
-    """The client's address as stored with a vote (not reduced to its /64)."""
-    return BaseThrottle().get_ident(request) or None

@@ -59,13 +59,28 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of IP addresses or networks (10.0.0.0/8, ::1); a malformed one stops the start."""
+    import ipaddress
+
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address or network (10.0.0.0/8).") from None
+    return values
+
+
 def _pg_options(query: str, problem: str) -> dict:
     """Query options of a postgres:// URL, typed: Django and psycopg get booleans and integers, not text.
 
-    ?server_side_binding=true makes psycopg send parameters apart from the SQL and prepare the statements
-    a connection repeats (prepare_threshold, default 5). Off by default, as in Django: the load test showed
-    no difference beyond its run-to-run noise (docs/BENCHMARKS.md), and PgBouncer in transaction mode
-    needs 1.21+ with max_prepared_statements for it.
+    Prepared statements are on by default: server_side_binding sends parameters apart from the SQL, and a statement
+    a connection has run prepare_threshold (5) times is prepared, so PostgreSQL plans it once per connection. The
+    card statement spent 0.7 ms planning against 0.15 ms running (docs/BENCHMARKS.md, vote path). Django's own
+    default is off, and without prepare_threshold it never prepares even with server_side_binding on.
+    Behind PgBouncer in transaction mode, prepared statements need PgBouncer 1.21+ with max_prepared_statements;
+    with an older one use ?server_side_binding=false (or ?prepare_threshold=none).
     """
     options: dict = {}
     for key, raw in parse_qsl(query, keep_blank_values=True):
@@ -82,6 +97,9 @@ def _pg_options(query: str, problem: str) -> dict:
             options[key] = int(raw)
         else:
             options[key] = raw  # libpq's own (sslmode, application_name, ...): text, as libpq takes them
+    options.setdefault("server_side_binding", True)
+    if options["server_side_binding"]:
+        options.setdefault("prepare_threshold", 5)
     return options
 
 
@@ -108,7 +126,7 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
             raise ImproperlyConfigured(f"{problem}: the port is not a number.") from None
         options = _pg_options(parts.query, problem)
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "vsearch_site.db",  # Django's PostgreSQL backend, health-checked without a round trip
             "NAME": name,
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),

@@ -7,8 +7,11 @@ DRF does not raise itself.
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
 from django.http.multipartparser import MultiPartParserError
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -60,7 +63,27 @@ def status_of(exc: DomainError) -> int:
     return status.HTTP_400_BAD_REQUEST
 
 
+# The database unreachable (refused, restarting, a connection it closed) is a wait, not a fault: 503 with Retry-After.
+# A PostgreSQL restart took 0.9 s; clients retry after this many seconds (the swipe page's outbox does).
+DATABASE_RETRY_AFTER = 2
+DATABASE_DOWN = "The database is unavailable for a moment; nothing was lost. Try again in a few seconds."
+log = logging.getLogger(__name__)
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """Whether an exception means the database could not be reached (or dropped the connection), as Django reports
+    it: OperationalError (refused, shutting down, starting up, terminated) or InterfaceError (connection closed)."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def database_unavailable_logged(request, exc: BaseException) -> None:
+    log.warning("database unavailable during %s %s: %s", request.method, request.path, str(exc).strip()[:200])
+
+
 def exception_handler(exc, context):
+    if database_unavailable(exc):
+        database_unavailable_logged(context["request"], exc)
+        return Response({"detail": DATABASE_DOWN}, status=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
     if isinstance(exc, DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
         return Response({"detail": str(exc)}, status=status_of(exc), headers=headers)

@@ -1,4 +1,5 @@
-"""Site-wide middleware: the Content-Security-Policy header, and JSON errors everywhere under /api/."""
+"""Site-wide middleware: the Content-Security-Policy header, JSON errors everywhere under /api/, and 503 (not 500)
+while the database is unreachable."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import JsonResponse
 from django.http.multipartparser import MultiPartParserError
 
-from vsearch_site.errors import bad_request_detail
+from vsearch_site.errors import bad_request_detail, database_unavailable, database_unavailable_logged
+from vsearch_site.views import database_down
 
 API_PREFIX = "/api/"
 # Headers an error response keeps when it is rewritten as JSON: they tell a client what to do next.
@@ -66,3 +68,22 @@ class ApiJsonErrorsMiddleware:
             "Bad request to %s: %s", request.path, exception
         )
         return JsonResponse({"detail": bad_request_detail(exception)}, status=400)
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that loses the database answers 503 with Retry-After (vsearch_site.views.database_down), not 500.
+
+    API views get it from the DRF exception handler; this covers the rest (pages, the admin). Errors raised in a
+    middleware reach handler500, which answers the same."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not database_unavailable(exception):
+            return None
+        database_unavailable_logged(request, exception)
+        return database_down(request)

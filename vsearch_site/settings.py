@@ -8,7 +8,16 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from vsearch_site.env import database_from_url, env_bool, env_float, env_int, env_list, env_str, redis_url_checked
+from vsearch_site.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    redis_url_checked,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("VSEARCH_DATA_DIR") or BASE_DIR / "var").resolve()
@@ -44,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_prometheus",
     "matching",
     "voting",
     "frontend",
@@ -54,6 +64,7 @@ MIDDLEWARE = [
     "vsearch_site.middleware.ContentSecurityPolicyMiddleware",
     # Inside the two above, so a rewritten error still gets their headers; outside the rest, so it sees their errors.
     "vsearch_site.middleware.ApiJsonErrorsMiddleware",
+    "vsearch_site.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -62,6 +73,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Request counts and latencies by view for Prometheus (django-prometheus), first and last so they time everything in
+# between. They cost about 60 µs of CPU per request (a trivial view: 130 -> 195 µs; docs/BENCHMARKS.md, vote path),
+# some 3% of a vote; VSEARCH_METRICS_REQUESTS=off drops them (the application's own counters stay).
+if env_bool("VSEARCH_METRICS_REQUESTS", True):
+    MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *MIDDLEWARE,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
 
 ROOT_URLCONF = "vsearch_site.urls"
 WSGI_APPLICATION = "vsearch_site.wsgi.application"
@@ -268,6 +288,10 @@ VSEARCH_ANOMALY_ALPHA = env_float("VSEARCH_ANOMALY_ALPHA", 1e-4, minimum=0.0)
 VSEARCH_ANOMALY_FLAG_ALPHA = env_float("VSEARCH_ANOMALY_FLAG_ALPHA", 1e-2, minimum=0.0)
 VSEARCH_FAST_MS = env_int("VSEARCH_FAST_MS", 400, minimum=0)  # median time on screen below this: flagged "fast"
 VSEARCH_STREAK = env_int("VSEARCH_STREAK", 25, minimum=2)  # this many identical verdicts in a row: flagged
+
+# Operations. /metrics (Prometheus) answers staff and these client addresses or networks (resolved as the throttles
+# resolve them: behind a proxy, set VSEARCH_NUM_PROXIES or every request looks like the proxy's); anyone else a 404.
+VSEARCH_METRICS_ALLOW = env_networks("VSEARCH_METRICS_ALLOW", ["127.0.0.1", "::1"])
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the swipe page reads it to send X-CSRFToken

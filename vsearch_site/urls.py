@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from vsearch_site import views
+from vsearch_site.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,6 +11,7 @@ urlpatterns = [
     path("api/", include("voting.urls")),
     path("api/", include("matching.urls")),
     path("health", views.health, name="health"),
+    path("metrics", metrics_view, name="metrics"),
     re_path(r"^media/(?P<path>.*)$", views.media, name="media"),
     path("", include("frontend.urls")),
 ]

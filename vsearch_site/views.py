@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.cache import cache_control
 from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as django_server_error
 from django.views.static import serve
 
-from vsearch_site.errors import bad_request_detail
+from vsearch_site.errors import (
+    DATABASE_DOWN,
+    DATABASE_RETRY_AFTER,
+    bad_request_detail,
+    database_unavailable,
+    database_unavailable_logged,
+)
+
+# No template, no static file, no database: this page must render while the database is down.
+DATABASE_DOWN_PAGE = (
+    "<!doctype html><html lang=en><head><meta charset=utf-8><title>Back in a moment · vsearch</title></head>"
+    "<body><h1>Back in a moment</h1><p>The database is unavailable for a moment. Reload the page in a few seconds; "
+    "votes you made before this are safe.</p></body></html>"
+)
 
 
 @cache_control(public=True, max_age=31536000, immutable=True)
@@ -66,7 +81,24 @@ def bad_request(request, exception=None):
     return django_bad_request(request, exception)
 
 
+def database_down(request) -> HttpResponse:
+    """503 with Retry-After while the database is unreachable: JSON with a `detail` under /api/, a plain page
+    elsewhere."""
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"detail": DATABASE_DOWN}, status=503)
+    else:
+        response = HttpResponse(DATABASE_DOWN_PAGE, status=503, content_type="text/html; charset=utf-8")
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def server_error(request):
+    """An uncaught error: a lost database is a 503 wherever it happened (a middleware included); anything else 500."""
+    error = sys.exc_info()[1]
+    if database_unavailable(error):
+        database_unavailable_logged(request, error)
+        return database_down(request)
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Internal error; it has been logged."}, status=500)
     return django_server_error(request)

@@ -73,14 +73,12 @@ def test_a_simulated_voter_meets_three_gold_cards_in_the_first_ten(gold, alice):
 
 def test_votes_on_gold_cards_never_count_for_a_model(gold, variants, staff):
     known_nope = next(g for g in gold if g.kind == GoldCard.Kind.OTHER)
-    # The same pair is also a card of the random control: served as gold, its vote must not count for it.
-    MatchPair.objects.create(
+    # The same pair is also a card of the random control (it may have drawn it already, by item ids): served as
+    # gold, its vote must not count for it.
+    MatchPair.objects.get_or_create(
         variant=variants[1],
         pair=known_nope.pair,
-        query_item=known_nope.pair.query_item,
-        rank=99,
-        distance=0,
-        seq=99_999,
+        defaults={"query_item": known_nope.pair.query_item, "rank": 99, "distance": 0, "seq": 99_999},
     )
     voter = Voter.objects.create()
     Vote.objects.create(voter=voter, pair=known_nope.pair, dope=True, token_id="g1", gold=False)
