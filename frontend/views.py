@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from matching.featurizers import REGISTRY
 from matching.models import Variant
+from matching.selectors import query_categories
 from matching.serializers import METRIC_CHOICES, UploadIn
 from matching.services import variant_rebuild, variant_set_rotation, variant_upload
 from vsearch_site.errors import DomainError
@@ -69,8 +70,16 @@ def staff(request: HttpRequest) -> HttpResponse:
         "error": error,
         "form": request.POST if status == 400 else {},
         "max_upload_mb": settings.VSEARCH_MAX_UPLOAD_BYTES // (1024 * 1024),
+        "staff_page": "models",
     }
     return render(request, "frontend/staff.html", context, status=status)
+
+
+@staff_only
+@require_safe
+def staff_compare(request: HttpRequest) -> HttpResponse:
+    """Every model's matches for one query, side by side (a shell over GET /api/compare)."""
+    return render(request, "frontend/compare.html", {"categories": query_categories(), "staff_page": "compare"})
 
 
 @staff_only

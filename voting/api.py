@@ -1,4 +1,7 @@
-"""Thin API views: check input, call one service or selector, shape the output. None reveals a variant."""
+"""Thin API views: check input, call one service or selector, shape the output.
+
+The voters' and the public's endpoints never reveal which variant made a card; the staff endpoints (StaffView,
+the workbench) name models and are for staff only."""
 
 from __future__ import annotations
 
@@ -10,15 +13,18 @@ from django.utils.cache import patch_vary_headers
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from matching.models import Variant
-from voting import leaderboard, sampling, services
+from voting import leaderboard, sampling, selectors, services
 from voting.identity import remember_voter, voter_from_request, voter_key
 from voting.serializers import (
     CardOut,
     CategoriesOut,
+    CompareIn,
+    CompareOut,
     DoneOut,
     LeaderboardOut,
     VotedOut,
@@ -220,3 +226,32 @@ class LeaderboardCategories(LeaderboardView):
             snapshot = leaderboard.public_snapshot()
             rows, when = snapshot.categories.get(variant.pk, []), _snapshot_fields(snapshot)
         return Response(CategoriesOut({"variant": variant.name, **when, "rows": rows}).data)
+
+
+# ---------------------------------------------------------------------------------------- staff: the workbench
+
+STAFF_ERRORS = {401: ErrorOut, 403: ErrorOut}
+
+
+class StaffView(APIView):
+    """Staff only (session or token): these answers name the models."""
+
+    permission_classes = [IsAdminUser]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+class Compare(StaffView):
+    @extend_schema(parameters=[CompareIn], responses={200: CompareOut, 400: ErrorOut, 404: ErrorOut, **STAFF_ERRORS})
+    def get(self, request):
+        data = CompareIn(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        found = selectors.comparison(
+            item_id=data.validated_data.get("item"),
+            category=data.validated_data.get("category") or None,
+            pick_random=data.validated_data["random"],
+        )
+        return Response(CompareOut(found).data)

@@ -90,3 +90,57 @@ class CategoriesOut(serializers.Serializer):
     as_of = serializers.DateTimeField()
     next_update = serializers.DateTimeField(allow_null=True, required=False)
     rows = CategoryRowOut(many=True)
+
+
+# ---------------------------------------------------------------------------------------- the workbench (staff)
+
+
+class CompareIn(serializers.Serializer):
+    item = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1, help_text="The query item's id.")
+    category = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Previous/next and random move among this category's queries.",
+    )
+    random = serializers.BooleanField(required=False, default=False, help_text="A random query (in the category).")
+
+    def validate(self, data):
+        if data.get("item") is not None and data["random"]:
+            raise serializers.ValidationError("Ask for an item or for a random query, not both.")
+        return data
+
+
+class ItemRefOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    category = serializers.CharField()
+    image = serializers.CharField()
+
+
+class CompareMatchOut(serializers.Serializer):
+    pair_id = serializers.IntegerField()
+    rank = serializers.IntegerField(help_text="0: the nearest.")
+    distance = serializers.FloatField()
+    item = ItemRefOut()
+    shared_with = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The other ready models whose top-k holds the same card."
+    )
+    dope = serializers.IntegerField(help_text="Counted dope votes on the card.")
+    nope = serializers.IntegerField(help_text="Counted nope votes on the card.")
+
+
+class CompareColumnOut(serializers.Serializer):
+    variant_id = serializers.IntegerField()
+    name = serializers.CharField()
+    rotation = serializers.CharField()
+    metric = serializers.CharField()
+    search = serializers.CharField(help_text="How its pairs were found: exact, annoy or random.")
+    matches = CompareMatchOut(many=True)
+
+
+class CompareOut(serializers.Serializer):
+    query = ItemRefOut()
+    category = serializers.CharField(allow_null=True)
+    previous = serializers.IntegerField(allow_null=True, help_text="The query before this one (in the category).")
+    next = serializers.IntegerField(allow_null=True, help_text="The query after this one (in the category).")
+    columns = CompareColumnOut(many=True)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("votes/undo", api.VoteUndo.as_view(), name="vote-undo"),
     path("leaderboard", api.Leaderboard.as_view(), name="leaderboard"),
     path("leaderboard/<int:variant_id>/categories", api.LeaderboardCategories.as_view(), name="leaderboard-categories"),
+    path("compare", api.Compare.as_view(), name="compare"),
 ]
