@@ -9,6 +9,7 @@ urlpatterns = [
     path("leaderboard/", views.leaderboard, name="leaderboard"),
     path("staff/", views.staff, name="staff"),
     path("staff/compare/", views.staff_compare, name="staff-compare"),
+    path("staff/variants/<int:variant_id>/examples", views.staff_examples, name="staff-examples"),
     path("staff/variants/<int:variant_id>/rotation", views.staff_rotation, name="staff-rotation"),
     path("staff/variants/<int:variant_id>/rebuild", views.staff_rebuild, name="staff-rebuild"),
 ]

@@ -83,6 +83,14 @@ def staff_compare(request: HttpRequest) -> HttpResponse:
 
 
 @staff_only
+@require_safe
+def staff_examples(request: HttpRequest, variant_id: int) -> HttpResponse:
+    """One model's most approved and most rejected cards (a shell over GET /api/leaderboard/<id>/examples)."""
+    variant = get_object_or_404(Variant, pk=variant_id)
+    return render(request, "frontend/examples.html", {"variant": variant, "staff_page": "examples"})
+
+
+@staff_only
 @require_POST
 def staff_rotation(request: HttpRequest, variant_id: int) -> HttpResponse:
     variant = get_object_or_404(Variant, pk=variant_id)

@@ -85,7 +85,7 @@ def _queries(category: str | None):
     return match_pairs
 
 
-def _ref(item: Item) -> ItemRef:
+def item_ref(item: Item) -> ItemRef:
     return ItemRef(item.pk, item.category, item.image_url)
 
 
@@ -134,7 +134,7 @@ def compare_columns(*, query: Item, category: str | None = None) -> Comparison:
                 pair_id=row.pair_id,
                 rank=row.rank,
                 distance=row.distance,
-                item=_ref(match),
+                item=item_ref(match),
                 shared_with=tuple(sorted(makers[row.pair_id] - {row.variant_id})),
             )
         )
@@ -145,7 +145,7 @@ def compare_columns(*, query: Item, category: str | None = None) -> Comparison:
     queries = _queries(category)
     previous = queries.filter(query_item_id__lt=query.pk).aggregate(at=Max("query_item_id"))["at"]
     following = queries.filter(query_item_id__gt=query.pk).aggregate(at=Min("query_item_id"))["at"]
-    return Comparison(_ref(query), category, previous, following, columns)
+    return Comparison(item_ref(query), category, previous, following, columns)
 
 
 def query_categories() -> list[str]:

@@ -26,6 +26,7 @@ from voting.serializers import (
     CompareIn,
     CompareOut,
     DoneOut,
+    ExamplesOut,
     LeaderboardOut,
     VotedOut,
     VoteIn,
@@ -226,6 +227,17 @@ class LeaderboardCategories(LeaderboardView):
             snapshot = leaderboard.public_snapshot()
             rows, when = snapshot.categories.get(variant.pk, []), _snapshot_fields(snapshot)
         return Response(CategoriesOut({"variant": variant.name, **when, "rows": rows}).data)
+
+
+class LeaderboardExamples(LeaderboardView):
+    """A model's most approved and most rejected cards: staff see any model's; the public a model's once it is out
+    of the rotation (retired or paused), never one a voter may be served."""
+
+    @extend_schema(responses={200: ExamplesOut, 404: ErrorOut, 429: ErrorOut})
+    def get(self, request, variant_id: int):
+        variant = get_object_or_404(Variant, pk=variant_id)
+        examples = selectors.variant_examples(variant=variant, public=not _live(request))
+        return Response(ExamplesOut(examples).data)
 
 
 # ---------------------------------------------------------------------------------------- staff: the workbench

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from django.db.models import ProtectedError
+from django.conf import settings
+from django.db.models import F, FloatField, ProtectedError
+from django.db.models.functions import Cast
 
-from matching.models import MatchPair
-from matching.selectors import compare_columns, compare_query
+from matching.models import MatchPair, Variant
+from matching.selectors import ItemRef, compare_columns, compare_query, item_ref
 from voting import ledger
-from voting.models import Vote
+from voting.models import CardTally, Vote
+from vsearch_site.errors import NotFound
 
 
 def variant_vote_count(variant) -> int:
@@ -57,3 +60,82 @@ def comparison(*, item_id: int | None = None, category: str | None = None, pick_
             tally = votes.get(match.pair_id, none)
             row.update(dope=tally.dope, nope=tally.nope)
     return out
+
+
+@dataclass(frozen=True)
+class Example:
+    pair_id: int
+    query: ItemRef
+    match: ItemRef
+    rank: int
+    distance: float
+    dope: int
+    nope: int
+
+
+@dataclass(frozen=True)
+class Examples:
+    variant_id: int
+    name: str
+    rotation: str
+    min_votes: int
+    approved: list[Example]  # most dope first (share, then more votes)
+    rejected: list[Example]  # most nope first
+
+
+class ExamplesHidden(NotFound):
+    """The public asked for the examples of a model in the rotation: they would name its cards."""
+
+
+def variant_examples(*, variant: Variant, public: bool, limit: int | None = None) -> Examples:
+    """A model's most approved and most rejected cards (at least VSEARCH_EXAMPLES_MIN_VOTES counted votes each; more
+    dope than nope, or more nope than dope), with their counts.
+
+    Staff (public=False) see any model's, counted to the last vote. The public sees only a ready model out of the
+    rotation, and only its cards that no model in the rotation also makes: no card a voter may still be served is
+    tied to a model, and cards no longer served get no votes, so these counts do not move with a vote. Public reads
+    write nothing: they see the per-card counts as of the last fold (serving folds every VSEARCH_TALLY_SECONDS, the
+    public snapshot once per window).
+    """
+    if public and (variant.status != Variant.Status.READY or variant.rotation == Variant.Rotation.ACTIVE):
+        raise ExamplesHidden("Examples are shown for models out of the rotation only.")
+    if not public:
+        ledger.fold()  # the votes since the last fold, into the per-card counts
+    limit = limit or settings.VSEARCH_EXAMPLES
+    min_votes = settings.VSEARCH_EXAMPLES_MIN_VOTES
+    cards = CardTally.objects.filter(votes__gte=min_votes, pair__match_pairs__variant=variant).annotate(
+        share=Cast("dope", FloatField()) / Cast("votes", FloatField())
+    )
+    if public:
+        in_rotation = MatchPair.objects.filter(variant__rotation=Variant.Rotation.ACTIVE).values("pair_id")
+        cards = cards.exclude(pair_id__in=in_rotation)
+    approved = list(
+        cards.filter(dope__gt=F("votes") - F("dope"))
+        .order_by("-share", "-votes", "pair_id")
+        .values_list("pair_id", "dope", "votes")[:limit]
+    )
+    rejected = list(
+        cards.filter(dope__lt=F("votes") - F("dope"))
+        .order_by("share", "-votes", "pair_id")
+        .values_list("pair_id", "dope", "votes")[:limit]
+    )
+    details = {
+        row.pair_id: row
+        for row in MatchPair.objects.filter(
+            variant=variant, pair_id__in=[pk for pk, *_ in approved + rejected]
+        ).select_related("pair__query_item", "pair__match_item")
+    }
+
+    def example(pair_id: int, dope: int, votes: int) -> Example:
+        row = details[pair_id]
+        return Example(pair_id, item_ref(row.pair.query_item), item_ref(row.pair.match_item), row.rank, row.distance,
+                       dope, votes - dope)  # fmt: skip
+
+    return Examples(
+        variant_id=variant.pk,
+        name=variant.name,
+        rotation=variant.rotation,
+        min_votes=min_votes,
+        approved=[example(*row) for row in approved],
+        rejected=[example(*row) for row in rejected],
+    )

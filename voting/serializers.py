@@ -144,3 +144,22 @@ class CompareOut(serializers.Serializer):
     previous = serializers.IntegerField(allow_null=True, help_text="The query before this one (in the category).")
     next = serializers.IntegerField(allow_null=True, help_text="The query after this one (in the category).")
     columns = CompareColumnOut(many=True)
+
+
+class ExampleOut(serializers.Serializer):
+    pair_id = serializers.IntegerField()
+    query = ItemRefOut()
+    match = ItemRefOut()
+    rank = serializers.IntegerField(help_text="0: the model's nearest match for the query.")
+    distance = serializers.FloatField()
+    dope = serializers.IntegerField()
+    nope = serializers.IntegerField()
+
+
+class ExamplesOut(serializers.Serializer):
+    variant_id = serializers.IntegerField()
+    name = serializers.CharField()
+    rotation = serializers.CharField()
+    min_votes = serializers.IntegerField(help_text="Counted votes a card needs to be an example.")
+    approved = ExampleOut(many=True, help_text="Most approved cards first.")
+    rejected = ExampleOut(many=True, help_text="Most rejected cards first.")

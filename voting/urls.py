@@ -8,5 +8,6 @@ urlpatterns = [
     path("votes/undo", api.VoteUndo.as_view(), name="vote-undo"),
     path("leaderboard", api.Leaderboard.as_view(), name="leaderboard"),
     path("leaderboard/<int:variant_id>/categories", api.LeaderboardCategories.as_view(), name="leaderboard-categories"),
+    path("leaderboard/<int:variant_id>/examples", api.LeaderboardExamples.as_view(), name="leaderboard-examples"),
     path("compare", api.Compare.as_view(), name="compare"),
 ]

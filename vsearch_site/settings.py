@@ -222,6 +222,10 @@ VSEARCH_UNDO_SECONDS = env_int("VSEARCH_UNDO_SECONDS", 30, minimum=0)
 VSEARCH_MIN_VOTES = env_int("VSEARCH_MIN_VOTES", 30, minimum=1)  # fewer: "provisional", not ranked
 VSEARCH_NEW_DAYS = env_int("VSEARCH_NEW_DAYS", 7, minimum=0)  # a variant ready this recently is marked new
 VSEARCH_CONFIDENCE = env_float("VSEARCH_CONFIDENCE", 0.95, minimum=0.5)
+# A model's examples (its most approved and most rejected cards): cards with at least this many counted votes, this
+# many of each kind. Staff see every model's; the public only those of models out of the rotation.
+VSEARCH_EXAMPLES_MIN_VOTES = env_int("VSEARCH_EXAMPLES_MIN_VOTES", 3, minimum=1)
+VSEARCH_EXAMPLES = env_int("VSEARCH_EXAMPLES", 8, minimum=1)
 # Vote tallies per variant (card balancing and the leaderboard) are recomputed at most this often, by one process
 # while the others serve the last ones: the aggregate over every vote took 1.1 s at 1M votes and 4.9 s at 10M on
 # PostgreSQL (docs/BENCHMARKS.md, leaderboard).

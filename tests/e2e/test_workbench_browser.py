@@ -96,3 +96,60 @@ def test_compare_works_on_a_phone(browser_context, live_server, two_variants):
     expect(page.get_by_test_id("item-input")).to_have_value(str(Item.objects.order_by("id")[1].pk))
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways"
     page.screenshot(path="/tmp/e2e-compare-phone.png", full_page=True)
+
+
+def votes_on(variant, verdicts_per_card: list[tuple[int, int]]) -> list[int]:
+    """Counted votes by fresh voters on the variant's first cards, folded as serving would; returns the cards."""
+    from matching.models import MatchPair
+    from voting import ledger
+    from voting.models import Vote, Voter
+
+    cards = list(MatchPair.objects.filter(variant=variant).order_by("seq").values_list("pair_id", flat=True))
+    n = 0
+    for card, (dope, nope) in zip(cards, verdicts_per_card, strict=False):
+        for verdict in [True] * dope + [False] * nope:
+            n += 1
+            Vote.objects.create(voter=Voter.objects.create(), pair_id=card, dope=verdict, token_id=f"b{n}")
+    ledger.fold()
+    return cards[: len(verdicts_per_card)]
+
+
+def test_the_public_leaderboard_shows_examples_of_a_retired_model_and_never_of_an_active_one(
+    browser_context, live_server, two_variants
+):
+    from matching.services import variant_set_rotation
+
+    histogram, control = two_variants
+    votes_on(histogram, [(4, 0), (0, 3)])
+    variant_set_rotation(variant=histogram, rotation="retired")
+    page = browser_context(**DESKTOP).new_page()
+    page.goto(live_server.url + "/leaderboard/")
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+
+    page.locator(f"[data-testid=leaderboard-row][data-variant-id='{control.pk}']").click()
+    expect(page.get_by_test_id("categories")).to_have_attribute("data-state", "ready")
+    expect(page.get_by_test_id("examples")).to_have_count(0)
+
+    page.locator(f"[data-testid=leaderboard-row][data-variant-id='{histogram.pk}']").click()
+    expect(page.get_by_test_id("examples")).to_be_visible()
+    expect(page.get_by_test_id("example")).to_have_count(2)
+    expect(page.get_by_test_id("example-dope").first).to_have_text("✓ 4")
+    page.get_by_test_id("categories").screenshot(path="/tmp/e2e-leaderboard-examples.png")
+
+
+def test_the_staff_examples_page_shows_an_active_models_examples(browser_context, live_server, two_variants):
+    histogram = two_variants[0]
+    votes_on(histogram, [(5, 0), (3, 1), (0, 4), (1, 3)])
+    page = staff_page(browser_context, live_server, f"/staff/variants/{histogram.pk}/examples", **DESKTOP)
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    expect(page.get_by_test_id("model-name")).to_contain_text(histogram.name)
+    groups = page.locator(".example-group")
+    expect(groups.nth(0).get_by_test_id("example")).to_have_count(2)
+    expect(groups.nth(1).get_by_test_id("example")).to_have_count(2)
+    page.screenshot(path="/tmp/e2e-examples-desktop.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path="/tmp/e2e-examples-phone.png", full_page=True)
+    page.get_by_role("link", name="Compare with the other models").click()
+    expect(page.locator(f"[data-testid=compare-column][data-variant-id='{histogram.pk}']")).to_have_class(
+        re.compile("is-pinned")
+    )
