@@ -6,19 +6,22 @@ the workbench) name models and are for staff only."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from matching.models import Variant
-from voting import leaderboard, sampling, selectors, services
+from voting import export, leaderboard, sampling, selectors, services
 from voting.identity import remember_voter, voter_from_request, voter_key
 from voting.serializers import (
     CardOut,
@@ -41,7 +44,7 @@ from voting.throttles import (
     client_address,
 )
 from voting.tokens import token_issue
-from vsearch_site.errors import ErrorOut, NotFound, Unavailable
+from vsearch_site.errors import ErrorOut, InvalidInput, NotFound, Unavailable
 
 
 class _Csrf(CsrfViewMiddleware):
@@ -267,3 +270,36 @@ class Compare(StaffView):
             pick_random=data.validated_data["random"],
         )
         return Response(CompareOut(found).data)
+
+
+class _NoFormatOverride(DefaultContentNegotiation):
+    """Errors are always JSON; `?format=` names the export's format (DRF would take it for a renderer's)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class VotesExport(StaffView):
+    """Every vote as CSV or JSON Lines, streamed from the database a batch at a time (voting/export.py)."""
+
+    content_negotiation_class = _NoFormatOverride
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=sorted(export.FORMATS), default="csv", description="csv or jsonl")
+        ],
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            400: ErrorOut,
+            **STAFF_ERRORS,
+        },
+    )
+    def get(self, request):
+        fmt = request.query_params.get("format", "csv")
+        if fmt not in export.FORMATS:
+            raise InvalidInput(f"format must be one of {', '.join(sorted(export.FORMATS))}, not {fmt[:20]!r}.")
+        response = StreamingHttpResponse(export.export_lines(fmt, batch=export.BATCH), content_type=export.FORMATS[fmt])
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="votes-{stamp}.{fmt}"'
+        return response
