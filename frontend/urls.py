@@ -12,4 +12,5 @@ urlpatterns = [
     path("staff/variants/<int:variant_id>/examples", views.staff_examples, name="staff-examples"),
     path("staff/variants/<int:variant_id>/rotation", views.staff_rotation, name="staff-rotation"),
     path("staff/variants/<int:variant_id>/rebuild", views.staff_rebuild, name="staff-rebuild"),
+    path("staff/variants/<int:variant_id>/search", views.staff_search, name="staff-search"),
 ]

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from matching.featurizers import REGISTRY
 from matching.models import Variant
 from matching.selectors import query_categories
-from matching.serializers import METRIC_CHOICES, UploadIn
-from matching.services import variant_rebuild, variant_set_rotation, variant_upload
+from matching.serializers import METRIC_CHOICES, SearchIn, UploadIn
+from matching.services import variant_rebuild, variant_set_rotation, variant_set_search, variant_upload
 from vsearch_site.errors import DomainError
 
 
@@ -100,6 +100,25 @@ def staff_rotation(request: HttpRequest, variant_id: int) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{variant.name}: {variant.rotation}.")
+    return redirect("frontend:staff")
+
+
+@staff_only
+@require_POST
+def staff_search(request: HttpRequest, variant_id: int) -> HttpResponse:
+    """Force how a model's pairs are found and rebuild them, or add a new model with that search method."""
+    variant = get_object_or_404(Variant, pk=variant_id)
+    data = SearchIn(data={k: v for k, v in request.POST.dict().items() if v != "" and k != "csrfmiddlewaretoken"})
+    if not data.is_valid():
+        messages.error(request, f"{variant.name}: {_first_error(data.errors)}")
+        return redirect("frontend:staff")
+    try:
+        changed = variant_set_search(variant=variant, **data.validated_data)
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    else:
+        verb = "added, building now" if changed.pk != variant.pk else "building again"
+        messages.success(request, f"{changed.name}: {verb}.")
     return redirect("frontend:staff")
 
 
