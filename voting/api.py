@@ -31,6 +31,8 @@ from voting.serializers import (
     DoneOut,
     ExamplesOut,
     LeaderboardOut,
+    ReasonIn,
+    ReasonOut,
     VotedOut,
     VoteIn,
 )
@@ -165,6 +167,26 @@ class VoteUndo(VoterView):
         undone = services.vote_undo(voter=voter)
         card = sampling.card_of(undone.pair_id, propensity=undone.propensity, gold=undone.gold)
         return Response(_card_payload(card, voter, votes_cast(voter)))
+
+
+class VoteReason(VoterView):
+    """Why nope (optional, one tap): the token the nope was cast with, and a reason. Nothing is stored on a refusal."""
+
+    throttle_classes = [VoterRateThrottle, IPRateThrottle]
+
+    @extend_schema(
+        request=ReasonIn, responses={201: ReasonOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
+    )
+    def post(self, request):
+        data = ReasonIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        voter = voter_from_request(request, create=False)
+        if voter is None:
+            raise services.VoteRefused("No voter cookie: a reason follows a vote cast from this browser.")
+        recorded = services.nope_reason_record(
+            voter=voter, token=data.validated_data["token"], reason=data.validated_data["reason"]
+        )
+        return Response({"reason": recorded.reason}, status=status.HTTP_201_CREATED)
 
 
 def _live(request) -> bool:

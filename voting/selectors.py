@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
-from django.db.models import F, FloatField, ProtectedError
+from django.db.models import Count, F, FloatField, ProtectedError
 from django.db.models.functions import Cast
 
 from matching.models import MatchPair, Variant
 from matching.selectors import ItemRef, compare_columns, compare_query, item_ref
 from voting import ledger
-from voting.models import CardTally, Vote
+from voting.models import CardTally, NopeReason, Vote
 from vsearch_site.errors import NotFound
 
 
@@ -47,18 +47,51 @@ def card_votes(pair_ids: set[int]) -> dict[int, CardVotes]:
     return {pk: CardVotes(dope, votes - dope) for pk, (dope, votes) in ledger.card_counts(pair_ids).items()}
 
 
+def _counted_reasons():
+    """Reasons given with counted nopes (what the leaderboard counts: no gold card, a counted voter)."""
+    return NopeReason.objects.filter(vote__gold__isnull=True, vote__voter__counted=True)
+
+
+def card_reasons(pair_ids: set[int]) -> dict[int, dict[str, int]]:
+    """Why nope, per card: reason -> counted votes."""
+    out: dict[int, dict[str, int]] = {}
+    rows = (
+        _counted_reasons()
+        .filter(vote__pair_id__in=pair_ids)
+        .values("vote__pair_id", "reason")
+        .annotate(n=Count("vote_id"))
+        .order_by()
+    )
+    for row in rows:
+        out.setdefault(row["vote__pair_id"], {})[row["reason"]] = row["n"]
+    return out
+
+
+def variant_reasons(variant: Variant) -> dict[str, int]:
+    """Why nope, over every card of a model: reason -> counted votes."""
+    rows = (
+        _counted_reasons()
+        .filter(vote__pair__match_pairs__variant=variant)
+        .values("reason")
+        .annotate(n=Count("vote_id"))
+        .order_by()
+    )
+    return {row["reason"]: row["n"] for row in rows}
+
+
 def comparison(*, item_id: int | None = None, category: str | None = None, pick_random: bool = False) -> dict:
     """Every ready model's matches for one query, side by side, with the votes on each card (staff only)."""
     query = compare_query(item_id=item_id, category=category, pick_random=pick_random)
     compared = compare_columns(query=query, category=category)
     pairs = {m.pair_id for column in compared.columns for m in column.matches}
     votes = card_votes(pairs)
+    reasons = card_reasons(pairs)
     none = CardVotes(0, 0)
     out = asdict(compared)
     for column, shaped in zip(compared.columns, out["columns"], strict=True):
         for match, row in zip(column.matches, shaped["matches"], strict=True):
             tally = votes.get(match.pair_id, none)
-            row.update(dope=tally.dope, nope=tally.nope)
+            row.update(dope=tally.dope, nope=tally.nope, reasons=reasons.get(match.pair_id, {}))
     return out
 
 
@@ -71,6 +104,7 @@ class Example:
     distance: float
     dope: int
     nope: int
+    reasons: dict[str, int] | None  # staff only
 
 
 @dataclass(frozen=True)
@@ -81,6 +115,7 @@ class Examples:
     min_votes: int
     approved: list[Example]  # most dope first (share, then more votes)
     rejected: list[Example]  # most nope first
+    reasons: dict[str, int] | None  # why nope over all its cards (staff only)
 
 
 class ExamplesHidden(NotFound):
@@ -126,10 +161,12 @@ def variant_examples(*, variant: Variant, public: bool, limit: int | None = None
         ).select_related("pair__query_item", "pair__match_item")
     }
 
+    reasons = None if public else card_reasons(set(details))
+
     def example(pair_id: int, dope: int, votes: int) -> Example:
         row = details[pair_id]
         return Example(pair_id, item_ref(row.pair.query_item), item_ref(row.pair.match_item), row.rank, row.distance,
-                       dope, votes - dope)  # fmt: skip
+                       dope, votes - dope, None if reasons is None else reasons.get(pair_id, {}))  # fmt: skip
 
     return Examples(
         variant_id=variant.pk,
@@ -138,4 +175,5 @@ def variant_examples(*, variant: Variant, public: bool, limit: int | None = None
         min_votes=min_votes,
         approved=[example(*row) for row in approved],
         rejected=[example(*row) for row in rejected],
+        reasons=None if public else variant_reasons(variant),
     )

@@ -7,6 +7,15 @@ class VoteIn(serializers.Serializer):
     shown_ms = serializers.IntegerField(required=False, min_value=0, max_value=86_400_000, allow_null=True)
 
 
+class ReasonIn(serializers.Serializer):
+    token = serializers.CharField(max_length=500, help_text="The token the nope was cast with.")
+    reason = serializers.CharField(max_length=20, help_text="kind, colour, pattern or other.")
+
+
+class ReasonOut(serializers.Serializer):
+    reason = serializers.CharField()
+
+
 class ImageOut(serializers.Serializer):
     image = serializers.CharField()
 
@@ -127,6 +136,7 @@ class CompareMatchOut(serializers.Serializer):
     )
     dope = serializers.IntegerField(help_text="Counted dope votes on the card.")
     nope = serializers.IntegerField(help_text="Counted nope votes on the card.")
+    reasons = serializers.DictField(child=serializers.IntegerField(), help_text="Why nope: reason -> counted votes.")
 
 
 class CompareColumnOut(serializers.Serializer):
@@ -146,6 +156,9 @@ class CompareOut(serializers.Serializer):
     columns = CompareColumnOut(many=True)
 
 
+REASONS_HELP = "Why nope: reason -> counted votes (staff only; null for the public)."
+
+
 class ExampleOut(serializers.Serializer):
     pair_id = serializers.IntegerField()
     query = ItemRefOut()
@@ -154,6 +167,7 @@ class ExampleOut(serializers.Serializer):
     distance = serializers.FloatField()
     dope = serializers.IntegerField()
     nope = serializers.IntegerField()
+    reasons = serializers.DictField(child=serializers.IntegerField(), allow_null=True, help_text=REASONS_HELP)
 
 
 class ExamplesOut(serializers.Serializer):
@@ -163,3 +177,6 @@ class ExamplesOut(serializers.Serializer):
     min_votes = serializers.IntegerField(help_text="Counted votes a card needs to be an example.")
     approved = ExampleOut(many=True, help_text="Most approved cards first.")
     rejected = ExampleOut(many=True, help_text="Most rejected cards first.")
+    reasons = serializers.DictField(
+        child=serializers.IntegerField(), allow_null=True, help_text=f"Over all the model's cards. {REASONS_HELP}"
+    )

@@ -219,6 +219,9 @@ VSEARCH_ALLOW_DOWNLOADS = env_bool("VSEARCH_ALLOW_DOWNLOADS", True)
 # Voting.
 VSEARCH_TOKEN_MAX_AGE = env_int("VSEARCH_TOKEN_MAX_AGE", 3600, minimum=1)
 VSEARCH_UNDO_SECONDS = env_int("VSEARCH_UNDO_SECONDS", 30, minimum=0)
+# A nope's reason (one optional tap after the vote) is taken this long after the vote: the page offers the chips for
+# a few seconds, and a reason queued offline still lands when the connection returns.
+VSEARCH_NOPE_REASON_SECONDS = env_int("VSEARCH_NOPE_REASON_SECONDS", 120, minimum=1)
 VSEARCH_MIN_VOTES = env_int("VSEARCH_MIN_VOTES", 30, minimum=1)  # fewer: "provisional", not ranked
 VSEARCH_NEW_DAYS = env_int("VSEARCH_NEW_DAYS", 7, minimum=0)  # a variant ready this recently is marked new
 VSEARCH_CONFIDENCE = env_float("VSEARCH_CONFIDENCE", 0.95, minimum=0.5)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from matching.models import Item
+from matching.models import Item, Pair
 from tests.e2e.test_swipe_browser import CSP, DESKTOP, PHONE, expect
 
 pytestmark = [
@@ -138,14 +138,21 @@ def test_the_public_leaderboard_shows_examples_of_a_retired_model_and_never_of_a
 
 
 def test_the_staff_examples_page_shows_an_active_models_examples(browser_context, live_server, two_variants):
+    from voting.models import NopeReason, Vote
+
     histogram = two_variants[0]
-    votes_on(histogram, [(5, 0), (3, 1), (0, 4), (1, 3)])
+    cards = votes_on(histogram, [(5, 0), (3, 1), (0, 4), (1, 3)])
+    for i, nope in enumerate(Vote.objects.filter(pair_id=cards[2], dope=False)):
+        NopeReason.objects.create(vote=nope, reason="colour" if i < 3 else "kind")
     page = staff_page(browser_context, live_server, f"/staff/variants/{histogram.pk}/examples", **DESKTOP)
     expect(page.locator("body")).to_have_attribute("data-state", "ready")
     expect(page.get_by_test_id("model-name")).to_contain_text(histogram.name)
     groups = page.locator(".example-group")
     expect(groups.nth(0).get_by_test_id("example")).to_have_count(2)
     expect(groups.nth(1).get_by_test_id("example")).to_have_count(2)
+    rejected = groups.nth(1).locator(f"[data-pair-id='{cards[2]}']")
+    expect(rejected.get_by_test_id("example-reasons")).to_have_text("other colour 3 · other kind 1")
+    expect(page.get_by_test_id("why-summary")).to_contain_text("other colour 3 · other kind 1")
     page.screenshot(path="/tmp/e2e-examples-desktop.png", full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path="/tmp/e2e-examples-phone.png", full_page=True)
@@ -153,3 +160,9 @@ def test_the_staff_examples_page_shows_an_active_models_examples(browser_context
     expect(page.locator(f"[data-testid=compare-column][data-variant-id='{histogram.pk}']")).to_have_class(
         re.compile("is-pinned")
     )
+    query = Pair.objects.get(pk=cards[2]).query_item
+    page.get_by_test_id("item-input").fill(str(query.pk))
+    page.get_by_role("button", name="Show").click()
+    card = page.locator(f"[data-testid=compare-card][data-pair-id='{cards[2]}']").first
+    expect(card.get_by_test_id("reasons")).to_have_text("other colour 3 · other kind 1")
+    expect(card.get_by_test_id("votes")).to_have_text("✓0✕4")

@@ -8,6 +8,7 @@
  */
 import { detailOf, request } from "./api.js";
 import { el, typing } from "./dom.js";
+import { reasonsText } from "./examples.js";
 
 const API = "/api/compare";
 const $ = (id) => document.getElementById(id);
@@ -135,14 +136,15 @@ function renderCard(match, query, names) {
         })
       : el("span", { className: "shared is-alone", "data-testid": "shared", title: "Only this model has this card", text: "only here" }),
   );
-  const card = el(
+  const reasons = reasonsText(match.reasons);
+  return el(
     "li",
     { className: `compare-card${shared ? " is-shared" : ""}`, "data-pair-id": match.pair_id, "data-testid": "compare-card", tabindex: "0" },
     el("div", { className: "thumb" }, el("img", { src: match.item.image, alt: `match #${match.item.id}, ${match.item.category}`, loading: "lazy", decoding: "async" })),
     meta,
     foot,
+    reasons ? el("div", { className: "example-reasons", "data-testid": "reasons", title: "Why nope, as voters said", text: reasons }) : null,
   );
-  return card;
 }
 
 /** Pointing at a card lights up the same card in the other models' columns. */
