@@ -1,4 +1,5 @@
-"""Pages: the swipe page and leaderboard (shells over the JSON API) and the staff page (a plain form)."""
+"""Pages: the swipe page and leaderboard (shells over the JSON API); the staff pages: models (a plain form and the
+variant table), compare and examples (shells over the staff API)."""
 
 import functools
 
@@ -16,6 +17,7 @@ from matching.models import Variant
 from matching.selectors import query_categories
 from matching.serializers import METRIC_CHOICES, SearchIn, UploadIn
 from matching.services import variant_rebuild, variant_set_rotation, variant_set_search, variant_upload
+from voting.selectors import model_rows
 from vsearch_site.errors import DomainError
 
 
@@ -64,11 +66,12 @@ def staff(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Uploaded: {', '.join(v.name for v in created)}. Building now.")
                 return redirect("frontend:staff")
     context = {
-        "variants": Variant.objects.select_related("feature_set").order_by("-id"),
+        "rows": model_rows(),
         "architectures": [(k, s.description, s.layer_names) for k, s in REGISTRY.items() if s.accepts_files],
         "metrics": METRIC_CHOICES,
         "error": error,
         "form": request.POST if status == 400 else {},
+        "form_metrics": request.POST.getlist("metrics") if status == 400 else METRIC_CHOICES[:1],
         "max_upload_mb": settings.VSEARCH_MAX_UPLOAD_BYTES // (1024 * 1024),
         "staff_page": "models",
     }

@@ -13,6 +13,7 @@ from matching.models import MatchPair, Variant
 from matching.selectors import ItemRef, compare_columns, compare_query, item_ref
 from voting import ledger
 from voting.models import CardTally, NopeReason, Vote
+from voting.tallies import variant_tallies
 from vsearch_site.errors import NotFound
 
 
@@ -177,3 +178,20 @@ def variant_examples(*, variant: Variant, public: bool, limit: int | None = None
         rejected=[example(*row) for row in rejected],
         reasons=None if public else variant_reasons(variant),
     )
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    variant: Variant
+    votes: int  # counted votes on its cards (what its leaderboard row counts)
+    approvals: int
+
+
+def model_rows() -> list[ModelRow]:
+    """Every variant, newest first, with its counted votes (the staff page's table)."""
+    totals = variant_tallies()
+    rows = []
+    for variant in Variant.objects.select_related("feature_set").order_by("-id"):
+        tally = totals.get(variant.pk)
+        rows.append(ModelRow(variant, tally.votes if tally else 0, tally.approvals if tally else 0))
+    return rows

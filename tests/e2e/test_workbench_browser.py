@@ -99,12 +99,19 @@ def test_compare_works_on_a_phone(browser_context, live_server, two_variants):
 
 
 def votes_on(variant, verdicts_per_card: list[tuple[int, int]]) -> list[int]:
-    """Counted votes by fresh voters on the variant's first cards, folded as serving would; returns the cards."""
+    """Counted votes by fresh voters on the variant's first cards that no other model makes (the public never sees
+    a card a model in the rotation makes), folded as serving would; returns the cards."""
     from matching.models import MatchPair
     from voting import ledger
     from voting.models import Vote, Voter
 
-    cards = list(MatchPair.objects.filter(variant=variant).order_by("seq").values_list("pair_id", flat=True))
+    others = MatchPair.objects.exclude(variant=variant).values("pair_id")
+    cards = list(
+        MatchPair.objects.filter(variant=variant)
+        .exclude(pair_id__in=others)
+        .order_by("seq")
+        .values_list("pair_id", flat=True)
+    )
     n = 0
     for card, (dope, nope) in zip(cards, verdicts_per_card, strict=False):
         for verdict in [True] * dope + [False] * nope:
@@ -166,3 +173,47 @@ def test_the_staff_examples_page_shows_an_active_models_examples(browser_context
     card = page.locator(f"[data-testid=compare-card][data-pair-id='{cards[2]}']").first
     expect(card.get_by_test_id("reasons")).to_have_text("other colour 3 · other kind 1")
     expect(card.get_by_test_id("votes")).to_have_text("✓0✕4")
+
+
+def test_the_staff_page_shows_each_models_build_votes_and_links_and_changes_its_search_method(
+    browser_context, live_server, two_variants
+):
+    from matching.models import Variant
+
+    histogram, control = two_variants
+    votes_on(histogram, [(2, 1)])
+    page = staff_page(browser_context, live_server, "/staff/", **DESKTOP)
+    rows = page.get_by_test_id("variant-row")
+    expect(rows).to_have_count(2)
+    row = page.locator(f"[data-testid=variant-row][data-variant-id='{histogram.pk}']")
+    expect(row.get_by_test_id("votes")).to_have_text("3")
+    expect(row.get_by_test_id("build-time")).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+    assert row.get_by_test_id("examples-link").get_attribute("href") == f"/staff/variants/{histogram.pk}/examples"
+    assert row.get_by_test_id("compare-link").get_attribute("href") == f"/staff/compare/?variant={histogram.pk}"
+    # The choices sit beside their labels, and the fields are styled (not the browser's raw controls).
+    radio = page.get_by_label("Precomputed embeddings", exact=False)
+    text = page.get_by_text("Precomputed embeddings", exact=True)
+    radio_box, text_box = radio.bounding_box(), text.bounding_box()
+    assert radio_box["x"] + radio_box["width"] <= text_box["x"] and abs(radio_box["y"] - text_box["y"]) < 12
+    name = page.locator("input[name=name]")
+    assert name.evaluate("e => getComputedStyle(e).borderRadius") == "10px"
+    assert name.bounding_box()["height"] >= 44
+    page.screenshot(path="/tmp/e2e-staff-desktop.png", full_page=True)
+
+    row.get_by_text("search…").click()
+    form = row.locator(".search-form")
+    expect(form).to_be_visible()
+    page.screenshot(path="/tmp/e2e-staff-search.png")
+    form.locator("select[name=search]").select_option("annoy")
+    form.locator("input[name=n_trees]").fill("8")
+    expect(form.locator("input[name=as_new]")).to_be_checked()  # it has votes: a new model, by default
+    form.get_by_role("button", name="Apply and build").click()
+    expect(page.get_by_test_id("message")).to_contain_text("colour histogram · l2 · annoy 8 trees: added")
+    expect(rows).to_have_count(3)
+    twin = Variant.objects.get(name="colour histogram · l2 · annoy 8 trees")
+    assert twin.pairs_search == "annoy" and twin.feature_set_id == histogram.feature_set_id
+
+    phone = staff_page(browser_context, live_server, "/staff/", **PHONE)
+    expect(phone.get_by_test_id("variant-row")).to_have_count(3)
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways"
+    phone.screenshot(path="/tmp/e2e-staff-phone.png", full_page=True)
