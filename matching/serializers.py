@@ -51,7 +51,7 @@ class UploadIn(serializers.Serializer):
     file = serializers.FileField()
     ids_file = serializers.FileField(required=False, allow_null=True, default=None)
     search = serializers.ChoiceField(
-        choices=Variant.Search.values, default="auto", help_text="exact or annoy at any size; auto: by size."
+        choices=Variant.Search.choices, default="auto", help_text="exact or annoy at any size; auto: by size."
     )
     n_trees = serializers.IntegerField(default=50, min_value=1, max_value=MAX_TREES, help_text="Annoy's trees.")
     search_k = serializers.IntegerField(
@@ -72,7 +72,7 @@ class RotationIn(serializers.Serializer):
 
 class SearchIn(serializers.Serializer):
     search = serializers.ChoiceField(
-        choices=Variant.Search.values, help_text="exact or annoy at any size; auto: by size."
+        choices=Variant.Search.choices, help_text="exact or annoy at any size; auto: by size."
     )
     n_trees = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TREES, help_text="Annoy's trees.")
     search_k = serializers.IntegerField(
