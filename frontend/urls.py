@@ -8,6 +8,9 @@ urlpatterns = [
     path("", views.swipe, name="swipe"),
     path("leaderboard/", views.leaderboard, name="leaderboard"),
     path("staff/", views.staff, name="staff"),
+    path("staff/compare/", views.staff_compare, name="staff-compare"),
+    path("staff/variants/<int:variant_id>/examples", views.staff_examples, name="staff-examples"),
     path("staff/variants/<int:variant_id>/rotation", views.staff_rotation, name="staff-rotation"),
     path("staff/variants/<int:variant_id>/rebuild", views.staff_rebuild, name="staff-rebuild"),
+    path("staff/variants/<int:variant_id>/search", views.staff_search, name="staff-search"),
 ]

@@ -1,4 +1,5 @@
-"""Pages: the swipe page and leaderboard (shells over the JSON API) and the staff page (a plain form)."""
+"""Pages: the swipe page and leaderboard (shells over the JSON API); the staff pages: models (a plain form and the
+variant table), compare and examples (shells over the staff API)."""
 
 import functools
 
@@ -13,8 +14,10 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from matching.featurizers import REGISTRY
 from matching.models import Variant
-from matching.serializers import METRIC_CHOICES, UploadIn
-from matching.services import variant_rebuild, variant_set_rotation, variant_upload
+from matching.selectors import query_categories
+from matching.serializers import METRIC_CHOICES, SearchIn, UploadIn
+from matching.services import variant_rebuild, variant_set_rotation, variant_set_search, variant_upload
+from voting.selectors import model_rows
 from vsearch_site.errors import DomainError
 
 
@@ -63,14 +66,31 @@ def staff(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Uploaded: {', '.join(v.name for v in created)}. Building now.")
                 return redirect("frontend:staff")
     context = {
-        "variants": Variant.objects.select_related("feature_set").order_by("-id"),
+        "rows": model_rows(),
         "architectures": [(k, s.description, s.layer_names) for k, s in REGISTRY.items() if s.accepts_files],
         "metrics": METRIC_CHOICES,
         "error": error,
         "form": request.POST if status == 400 else {},
+        "form_metrics": request.POST.getlist("metrics") if status == 400 else METRIC_CHOICES[:1],
         "max_upload_mb": settings.VSEARCH_MAX_UPLOAD_BYTES // (1024 * 1024),
+        "staff_page": "models",
     }
     return render(request, "frontend/staff.html", context, status=status)
+
+
+@staff_only
+@require_safe
+def staff_compare(request: HttpRequest) -> HttpResponse:
+    """Every model's matches for one query, side by side (a shell over GET /api/compare)."""
+    return render(request, "frontend/compare.html", {"categories": query_categories(), "staff_page": "compare"})
+
+
+@staff_only
+@require_safe
+def staff_examples(request: HttpRequest, variant_id: int) -> HttpResponse:
+    """One model's most approved and most rejected cards (a shell over GET /api/leaderboard/<id>/examples)."""
+    variant = get_object_or_404(Variant, pk=variant_id)
+    return render(request, "frontend/examples.html", {"variant": variant, "staff_page": "examples"})
 
 
 @staff_only
@@ -83,6 +103,25 @@ def staff_rotation(request: HttpRequest, variant_id: int) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{variant.name}: {variant.rotation}.")
+    return redirect("frontend:staff")
+
+
+@staff_only
+@require_POST
+def staff_search(request: HttpRequest, variant_id: int) -> HttpResponse:
+    """Force how a model's pairs are found and rebuild them, or add a new model with that search method."""
+    variant = get_object_or_404(Variant, pk=variant_id)
+    data = SearchIn(data={k: v for k, v in request.POST.dict().items() if v != "" and k != "csrfmiddlewaretoken"})
+    if not data.is_valid():
+        messages.error(request, f"{variant.name}: {_first_error(data.errors)}")
+        return redirect("frontend:staff")
+    try:
+        changed = variant_set_search(variant=variant, **data.validated_data)
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    else:
+        verb = "added, building now" if changed.pk != variant.pk else "building again"
+        messages.success(request, f"{changed.name}: {verb}.")
     return redirect("frontend:staff")
 
 

@@ -62,6 +62,9 @@ class VariantAdmin(admin.ModelAdmin):
     list_filter = ["status", "rotation", "metric"]
     actions = [pause, retire, resume, rebuild]
     readonly_fields = [
+        "search",  # changed through the staff page or API, which rebuild the pairs (variant_set_search)
+        "n_trees",
+        "search_k",
         "status",
         "stage",
         "progress",

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from matching import services
 from matching.models import Variant
-from matching.serializers import RotationIn, UploadIn, VariantOut
+from matching.serializers import RotationIn, SearchIn, UploadIn, VariantOut
 from vsearch_site.errors import ErrorOut
 from vsearch_site.parsers import JSONParser
 
@@ -57,3 +57,21 @@ class VariantRebuild(StaffView):
     def post(self, request, variant_id: int):
         variant = services.variant_rebuild(variant=get_object_or_404(Variant, pk=variant_id))
         return Response(VariantOut(variant).data)
+
+
+class VariantSearch(StaffView):
+    """Force how a model's pairs are found (exact, or Annoy with n_trees/search_k) and build them again; or, with
+    as_new, add a new model with the same features and that search method."""
+
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(
+        request=SearchIn,
+        responses={200: VariantOut, 201: VariantOut, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut, **STAFF_ERRORS},
+    )
+    def post(self, request, variant_id: int):
+        variant = get_object_or_404(Variant, pk=variant_id)
+        data = SearchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        changed = services.variant_set_search(variant=variant, **data.validated_data)
+        return Response(VariantOut(changed).data, status=201 if changed.pk != variant.pk else 200)

@@ -116,8 +116,17 @@ class Metric(models.TextChoices):
     RANDOM = "random", "random pairs"
 
 
+def search_label(search: str, n_trees: int, search_k: int) -> str:
+    """A forced search method as the display name spells it: `exact`, `annoy 10 trees`, `annoy 10 trees · search_k
+    400` (search_k -1: calibrated per build)."""
+    if search == "exact":
+        return "exact"
+    label = f"annoy {n_trees} tree{'s' if n_trees != 1 else ''}"
+    return label if search_k == -1 else f"{label} · search_k {search_k}"
+
+
 class Variant(models.Model):
-    """A featurizer x metric x index parameters: the thing voters judge, blind."""
+    """A featurizer x metric x search method x index parameters: the thing voters judge, blind."""
 
     Status = BuildStatus
 
@@ -133,6 +142,11 @@ class Variant(models.Model):
         ACTIVE = "active"
         PAUSED = "paused"
         RETIRED = "retired"
+
+    class Search(models.TextChoices):
+        AUTO = "auto", "auto (exact up to the size limit, else Annoy)"
+        EXACT = "exact", "exact, at any size"
+        ANNOY = "annoy", "Annoy, at any size"
 
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True, help_text="Shown on the leaderboard, never to voters.")
@@ -164,6 +178,12 @@ class Variant(models.Model):
     )
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the claiming process.")
     index_path = models.CharField(max_length=255, blank=True)
+    search = models.CharField(
+        max_length=5,
+        choices=Search.choices,
+        default=Search.AUTO,
+        help_text="How its pairs are found: part of the model (staff compare exact and approximate search, blind).",
+    )
     pairs_search = models.CharField(
         max_length=5, blank=True, help_text="How the pairs were found: exact (small catalogs) or annoy."
     )
@@ -193,6 +213,15 @@ class Variant(models.Model):
         if self.started_at and self.ready_at:
             return (self.ready_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def search_label(self) -> str:
+        """How its pairs are found, for staff: `exact`, `annoy 10 trees · search_k 400`, `auto: exact`."""
+        if self.metric == Metric.RANDOM:
+            return "random pairs"
+        if self.search == self.Search.AUTO:
+            return f"auto: {self.pairs_search}" if self.pairs_search else "auto"
+        return search_label(self.search, self.n_trees, self.search_k)
 
     @property
     def in_rotation(self) -> bool:

@@ -280,11 +280,15 @@ def copy_groups(ids: np.ndarray) -> np.ndarray:
 
 
 def variant_searcher(variant: Variant, ids: np.ndarray, vectors, groups: np.ndarray) -> tuple[index.Searcher, str]:
-    """The searcher a variant's pairs come from, and its name: exact up to the metric's size limit, else
-    its Annoy index at the calibrated search_k; random pairs for the control."""
+    """The searcher a variant's pairs come from, and its name: as the variant's search says (exact, or its Annoy
+    index at its search_k, whatever the catalog's size), or by size (auto: exact up to the metric's size limit, else
+    Annoy at the calibrated search_k); random pairs for the control."""
     if variant.metric == Metric.RANDOM:
         return index.RandomPairs(seed=variant.seed, ids=ids).fit(groups=groups), ""
-    if len(ids) <= index.exact_limit(variant.metric):
+    exact = variant.search == Variant.Search.EXACT or (
+        variant.search == Variant.Search.AUTO and len(ids) <= index.exact_limit(variant.metric)
+    )
+    if exact:
         return index.ExactSearch(variant.metric).fit(np.asarray(vectors), groups=groups), "exact"
     annoy = index.AnnoySearch.load(private_path(variant.index_path)).with_groups(groups)
     search_k = _search_k(variant, annoy, lambda: index.ExactSearch(variant.metric).fit(vectors, groups=groups))

@@ -1,12 +1,14 @@
-"""Reads of the catalog and of variants."""
+"""Reads of the catalog and of variants: the offline table, and the staff comparison of every model's matches."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
-from django.db.models import Case, Count, F, IntegerField, Value, When
+from django.db.models import Case, Count, F, IntegerField, Max, Min, Value, When
 
-from matching.models import Metric, Variant
+from matching.models import Item, MatchPair, Metric, Variant
+from vsearch_site.errors import InvalidInput, NotFound
 
 
 @dataclass(frozen=True)
@@ -31,3 +33,121 @@ def offline_table() -> list[OfflineRow]:
         OfflineRow(v.name, v.status, v.queries, v.p_at_1, v.p_at_k, v.recall_at_k, v.pairs_search, v.build_seconds)
         for v in variants
     ]
+
+
+# ---------------------------------------------------------------------------------------- compare (staff)
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    id: int
+    category: str
+    image: str
+
+
+@dataclass(frozen=True)
+class Match:
+    pair_id: int
+    rank: int
+    distance: float
+    item: ItemRef
+    shared_with: tuple[int, ...]  # the other ready variants whose top-k holds the same card
+
+
+@dataclass(frozen=True)
+class Column:
+    variant_id: int
+    name: str
+    rotation: str
+    metric: str
+    search: str  # how its pairs were found: exact, annoy or random
+    matches: list[Match]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    query: ItemRef
+    category: str | None  # the scope previous/next and random move in (None: every query)
+    previous: int | None
+    next: int | None
+    columns: list[Column]
+
+
+class QueryNotFound(NotFound):
+    """No such query item, or none in the asked category."""
+
+
+def _queries(category: str | None):
+    """Query items of ready variants (a variant built on a sample has pairs for its sample only)."""
+    match_pairs = MatchPair.objects.filter(variant__status=Variant.Status.READY)
+    if category is not None:
+        match_pairs = match_pairs.filter(query_item__category=category)
+    return match_pairs
+
+
+def item_ref(item: Item) -> ItemRef:
+    return ItemRef(item.pk, item.category, item.image_url)
+
+
+def compare_query(*, item_id: int | None = None, category: str | None = None, pick_random: bool = False,
+                  rng: random.Random | None = None) -> Item:  # fmt: skip
+    """The query to compare on: the item asked for, a random query (in the category), or the category's first."""
+    if item_id is not None:
+        item = Item.objects.filter(pk=item_id).first()
+        if item is None:
+            raise QueryNotFound(f"There is no catalog item #{item_id}.")
+        if category is not None and item.category != category:
+            raise InvalidInput(f"Item #{item_id} is a {item.category}, not a {category}.")
+        return item
+    queries = _queries(category)
+    low = queries.aggregate(low=Min("query_item_id"))["low"]
+    if low is None:
+        where = f" in the category {category!r}" if category is not None else ""
+        raise QueryNotFound(f"No model has matches for any item{where} yet.")
+    first = low
+    if pick_random:
+        # A random item id in the range, then the first query at or after it: two indexed reads at any size (each
+        # query's chance is the gap before it, close to uniform for a catalog whose queries are most of its items).
+        high = queries.aggregate(high=Max("query_item_id"))["high"]
+        start = (rng or random.Random()).randint(low, high)
+        first = queries.filter(query_item_id__gte=start).aggregate(at=Min("query_item_id"))["at"]
+    return Item.objects.get(pk=first)
+
+
+def compare_columns(*, query: Item, category: str | None = None) -> Comparison:
+    """Every ready variant's stored top-k for one query, side by side, each match saying which other variants
+    hold the same card; and the queries before and after it (in `category`, if given) for stepping through."""
+    variants = list(Variant.objects.filter(status=Variant.Status.READY).order_by("id"))
+    rows = list(
+        MatchPair.objects.filter(query_item_id=query.pk, variant__status=Variant.Status.READY)
+        .select_related("pair__match_item")
+        .order_by("variant_id", "rank")
+    )
+    makers: dict[int, set[int]] = {}
+    for row in rows:
+        makers.setdefault(row.pair_id, set()).add(row.variant_id)
+    by_variant: dict[int, list[Match]] = {}
+    for row in rows:
+        match = row.pair.match_item
+        by_variant.setdefault(row.variant_id, []).append(
+            Match(
+                pair_id=row.pair_id,
+                rank=row.rank,
+                distance=row.distance,
+                item=item_ref(match),
+                shared_with=tuple(sorted(makers[row.pair_id] - {row.variant_id})),
+            )
+        )
+    columns = [
+        Column(v.pk, v.name, v.rotation, v.metric, v.pairs_search or "random", by_variant.get(v.pk, []))
+        for v in variants
+    ]
+    queries = _queries(category)
+    previous = queries.filter(query_item_id__lt=query.pk).aggregate(at=Max("query_item_id"))["at"]
+    following = queries.filter(query_item_id__gt=query.pk).aggregate(at=Min("query_item_id"))["at"]
+    return Comparison(item_ref(query), category, previous, following, columns)
+
+
+def query_categories() -> list[str]:
+    """The catalog's categories, for choosing a query."""
+    return list(Item.objects.order_by("category").values_list("category", flat=True).distinct())

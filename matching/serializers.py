@@ -1,11 +1,13 @@
 from rest_framework import serializers
 
 from matching.models import Metric, Variant
+from matching.services import MAX_TREES
 
 
 class VariantOut(serializers.ModelSerializer):
     feature_set = serializers.CharField(source="feature_set.__str__", default=None)
     build_seconds = serializers.FloatField(read_only=True)
+    search_label = serializers.CharField(read_only=True, help_text="How its pairs are found, spelled out.")
 
     class Meta:
         model = Variant
@@ -16,6 +18,8 @@ class VariantOut(serializers.ModelSerializer):
             "metric",
             "feature_set",
             "k",
+            "search",
+            "search_label",
             "n_trees",
             "search_k",
             "search_k_used",
@@ -46,12 +50,39 @@ class UploadIn(serializers.Serializer):
     layer = serializers.CharField(required=False, allow_blank=True, default="")
     file = serializers.FileField()
     ids_file = serializers.FileField(required=False, allow_null=True, default=None)
+    search = serializers.ChoiceField(
+        choices=Variant.Search.choices, default="auto", help_text="exact or annoy at any size; auto: by size."
+    )
+    n_trees = serializers.IntegerField(default=50, min_value=1, max_value=MAX_TREES, help_text="Annoy's trees.")
+    search_k = serializers.IntegerField(
+        default=-1, min_value=-1, max_value=2**31 - 1, help_text="Annoy's query budget; -1: calibrated per build."
+    )
 
     def validate(self, data):
         if data["kind"] == "weights" and not (data["architecture"] and data["layer"]):
             raise serializers.ValidationError("Weights need an architecture and a layer.")
+        if data["search_k"] == 0:
+            raise serializers.ValidationError("search_k must be -1 (calibrated per build) or at least 1.")
         return data
 
 
 class RotationIn(serializers.Serializer):
     rotation = serializers.ChoiceField(choices=Variant.Rotation.values)
+
+
+class SearchIn(serializers.Serializer):
+    search = serializers.ChoiceField(
+        choices=Variant.Search.choices, help_text="exact or annoy at any size; auto: by size."
+    )
+    n_trees = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TREES, help_text="Annoy's trees.")
+    search_k = serializers.IntegerField(
+        required=False, min_value=-1, max_value=2**31 - 1, help_text="Annoy's query budget; -1: calibrated per build."
+    )
+    as_new = serializers.BooleanField(
+        default=False, help_text="Add a new model with these features and this search method, instead of rebuilding."
+    )
+
+    def validate_search_k(self, value):
+        if value == 0:
+            raise serializers.ValidationError("search_k must be -1 (calibrated per build) or at least 1.")
+        return value

@@ -19,7 +19,7 @@ from matching import dispatch, signals
 from matching.catalog import BadImage, Entry, check_bbox, check_image, entries_from, read_image_file
 from matching.features import array_save
 from matching.featurizers import REGISTRY, UNTRAINED, FeaturizerError, spec_for
-from matching.models import FeatureSet, Item, Metric, Variant
+from matching.models import FeatureSet, Item, MatchPair, Metric, Variant, search_label
 from matching.storage import AtomicFile, item_image_name, media_path, private_path, write_atomic
 from matching.uploads import EMBEDDING_SUFFIXES, WEIGHT_SUFFIXES, UploadError, check_weights, read_embeddings
 from vsearch_site.errors import Conflict, InvalidInput
@@ -159,13 +159,38 @@ def _default_layer(featurizer: str) -> str:
     return REGISTRY[featurizer].layer_names[0]
 
 
-def variant_display_name(feature_set: FeatureSet | None, metric: str) -> str:
-    """What the variant is, spelled out: `vgg16/fc6 · untrained · hamming`."""
+MAX_TREES = 1000  # Annoy's build time and index size grow linearly in trees; 50 already reach recall 0.98 at 10k
+
+
+def variant_display_name(
+    feature_set: FeatureSet | None, metric: str, *, search: str = "auto", n_trees: int = 50, search_k: int = -1
+) -> str:
+    """What the variant is, spelled out: `vgg16/fc6 · untrained · hamming`, with its search method when staff chose
+    one: `vgg16/fc6 · untrained · l2 · annoy 10 trees`."""
     if feature_set is None:
         return "random pairs (control)"
     if feature_set.featurizer == "colour-histogram":
-        return f"colour histogram · {metric}"
-    return f"{feature_set.featurizer}/{feature_set.layer} · {feature_set.weights_label} · {metric}"
+        base = f"colour histogram · {metric}"
+    else:
+        base = f"{feature_set.featurizer}/{feature_set.layer} · {feature_set.weights_label} · {metric}"
+    return with_search(base, search, n_trees, search_k)
+
+
+def with_search(name: str, search: str, n_trees: int, search_k: int) -> str:
+    """A name with its search method spelled out after it (nothing for auto)."""
+    return name if search == Variant.Search.AUTO else f"{name} · {search_label(search, n_trees, search_k)}"
+
+
+def check_search(*, metric: str, search: str, n_trees: int, search_k: int) -> None:
+    """A search method a variant can have; VariantError says what is wrong."""
+    if search not in Variant.Search.values:
+        raise VariantError(f"Unknown search {search!r}; choose one of {', '.join(Variant.Search.values)}.")
+    if metric == Metric.RANDOM and search != Variant.Search.AUTO:
+        raise VariantError("The random control draws its pairs: it has no search method.")
+    if not 1 <= n_trees <= MAX_TREES:
+        raise VariantError(f"n_trees must be between 1 and {MAX_TREES}.")
+    if search_k != -1 and search_k < 1:
+        raise VariantError("search_k must be -1 (calibrated per build) or at least 1.")
 
 
 def variant_create(
@@ -176,6 +201,7 @@ def variant_create(
     metric: str,
     name: str | None = None,
     description: str = "",
+    search: str = "auto",
     n_trees: int = 50,
     search_k: int = -1,
     k: int = 5,
@@ -183,11 +209,13 @@ def variant_create(
     seed: int = 0,
     build: bool = True,
 ) -> Variant:
-    """Create a variant (reusing features with the same source) and queue its build."""
+    """Create a variant (reusing features with the same source) and queue its build. `search` forces its pairs to
+    come from exact search or from Annoy (n_trees, search_k) whatever the catalog's size; auto decides by size."""
     if metric not in Metric.values:
         raise VariantError(f"Unknown metric {metric!r}; choose one of {', '.join(Metric.values)}.")
     if k < 1 or n_trees < 1:
         raise VariantError("k and n_trees must be at least 1.")
+    check_search(metric=metric, search=search, n_trees=n_trees, search_k=search_k)
     with transaction.atomic():
         feature_set = None
         if metric != Metric.RANDOM:
@@ -196,7 +224,7 @@ def variant_create(
             feature_set = feature_set_get_or_create(
                 featurizer=featurizer, layer=layer or _default_layer(featurizer), weights=weights
             )
-        name = name or variant_display_name(feature_set, metric)
+        name = name or variant_display_name(feature_set, metric, search=search, n_trees=n_trees, search_k=search_k)
         if Variant.objects.filter(name=name).exists():
             raise VariantError(f"A variant named {name!r} already exists.")
         variant = Variant.objects.create(
@@ -204,6 +232,7 @@ def variant_create(
             description=description,
             feature_set=feature_set,
             metric=metric,
+            search=search,
             n_trees=n_trees,
             search_k=search_k,
             k=k,
@@ -232,6 +261,88 @@ def variant_rebuild(*, variant: Variant) -> Variant:
     dispatch.enqueue_build(variant.pk)
     variant.refresh_from_db()
     return variant
+
+
+class SearchChangeRefused(Conflict):
+    """The variant's pairs cannot be rebuilt now (votes on them, or a build under way)."""
+
+
+def variant_set_search(
+    *, variant: Variant, search: str, n_trees: int | None = None, search_k: int | None = None, as_new: bool = False
+) -> Variant:
+    """Staff choose how a model's pairs are found: exact search, or Annoy with n_trees/search_k, at any catalog size
+    (auto: by size). The name follows (`… · l2 · annoy 10 trees`) and the pairs are built again.
+
+    In place, only for a model without votes (its votes were cast on the pairs it has: changing them under the votes
+    would mix two models in one row) and not while it builds. `as_new` adds a new model with the same features and
+    this search method instead, so voters can judge, blind, whether approximate search costs approval."""
+    n_trees = variant.n_trees if n_trees is None else n_trees
+    search_k = variant.search_k if search_k is None else search_k
+    check_search(metric=variant.metric, search=search, n_trees=n_trees, search_k=search_k)
+    base = _without_search(variant)
+    name = with_search(base, search, n_trees, search_k)
+    if as_new:
+        if Variant.objects.filter(name=name).exists():
+            raise VariantError(f"A variant named {name!r} already exists.")
+        with transaction.atomic():
+            twin = Variant.objects.create(
+                name=name,
+                description=variant.description,
+                feature_set=variant.feature_set,
+                metric=variant.metric,
+                search=search,
+                n_trees=n_trees,
+                search_k=search_k,
+                k=variant.k,
+                sample_size=variant.sample_size,
+                seed=variant.seed,
+            )
+        dispatch.enqueue_build(twin.pk)
+        twin.refresh_from_db()
+        return twin
+    if variant.status in (Variant.Status.QUEUED, Variant.Status.RUNNING):
+        raise SearchChangeRefused(f"{variant.name} is being built: change its search method once the build is over.")
+    reasons = signals.deletion_blockers(variant)
+    if reasons:
+        raise SearchChangeRefused(
+            f"{variant.name} has {'; '.join(reasons)}: they were cast on the pairs it has now. Add a new model with "
+            "this search method instead (as_new)."
+        )
+    if name != variant.name and Variant.objects.filter(name=name).exclude(pk=variant.pk).exists():
+        raise VariantError(f"A variant named {name!r} already exists.")
+    with transaction.atomic():
+        MatchPair.objects.filter(variant_id=variant.pk).delete()
+        Variant.objects.filter(pk=variant.pk).update(
+            name=name,
+            search=search,
+            n_trees=n_trees,
+            search_k=search_k,
+            # Another forest needs another index; the same one is kept (variant_index skips it).
+            index_path="" if n_trees != variant.n_trees else variant.index_path,
+            search_k_used=None,
+            pairs_search="",
+            status=Variant.Status.QUEUED,
+            stage=Variant.Stage.QUEUED,
+            progress=0.0,
+            error="",
+            claimed_by="",
+            p_at_1=None,
+            p_at_k=None,
+            recall_at_k=None,
+            ready_at=None,
+        )
+        _rotation_changed(variant.pk)
+    dispatch.enqueue_build(variant.pk)
+    variant.refresh_from_db()
+    return variant
+
+
+def _without_search(variant: Variant) -> str:
+    """The variant's name without the search method its name spells out (if it does)."""
+    suffix = f" · {search_label(variant.search, variant.n_trees, variant.search_k)}"
+    if variant.search != Variant.Search.AUTO and variant.name.endswith(suffix):
+        return variant.name[: -len(suffix)]
+    return variant.name
 
 
 def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:
@@ -271,7 +382,7 @@ def _rotation_changed(variant_id: int, reason: str = "rotation") -> None:
 # ---------------------------------------------------------------------------------------- uploads
 
 
-def _check_new_names(name: str, metrics: list[str]) -> list[str]:
+def _check_new_names(name: str, metrics: list[str], search: dict | None = None) -> list[str]:
     name = (name or "").strip()
     if not name:
         raise UploadError("Give the model a name.")
@@ -283,7 +394,13 @@ def _check_new_names(name: str, metrics: list[str]) -> list[str]:
     wrong = [m for m in metrics if m not in Metric.values or m == Metric.RANDOM]
     if wrong:
         raise UploadError(f"Unknown metric {wrong[0]!r}; choose from l1, l2, hamming, cosine.")
-    names = [f"{name} · {metric}" for metric in metrics]
+    search = search or {"search": "auto", "n_trees": 50, "search_k": -1}
+    for metric in metrics:
+        try:
+            check_search(metric=metric, **search)
+        except VariantError as exc:
+            raise UploadError(str(exc)) from None
+    names = [with_search(f"{name} · {metric}", **search) for metric in metrics]
     taken = list(Variant.objects.filter(name__in=names).values_list("name", flat=True))
     if taken or Variant.objects.filter(name=name).exists():
         raise UploadError(f"The name {name!r} is already taken ({(taken or [name])[0]}); choose another.")
@@ -318,9 +435,13 @@ def _spooled(upload, suffix: str):
         spool.discard()
 
 
-def _create_variants(names: list[str], metrics: list[str], feature_set: FeatureSet, description: str) -> list[Variant]:
+def _create_variants(
+    names: list[str], metrics: list[str], feature_set: FeatureSet, description: str, search: dict | None
+) -> list[Variant]:
     variants = [
-        Variant.objects.create(name=name, description=description, feature_set=feature_set, metric=metric)
+        Variant.objects.create(
+            name=name, description=description, feature_set=feature_set, metric=metric, **(search or {})
+        )
         for name, metric in zip(names, metrics, strict=True)
     ]
     for variant in variants:
@@ -338,27 +459,45 @@ def variant_upload(
     architecture: str = "",
     layer: str = "",
     ids_file=None,
+    search: str = "auto",
+    n_trees: int = 50,
+    search_k: int = -1,
 ) -> list[Variant]:
-    """A staff upload, weights or embeddings: the one call behind the API and the staff page's form."""
+    """A staff upload, weights or embeddings: the one call behind the API and the staff page's form. `search`,
+    `n_trees` and `search_k` are the new variants' search method (variant_create)."""
+    method = {"search": search, "n_trees": n_trees, "search_k": search_k}
     if kind == "weights":
         return variants_from_weights(
-            name=name, description=description, architecture=architecture, layer=layer, metrics=metrics, upload=file
+            name=name,
+            description=description,
+            architecture=architecture,
+            layer=layer,
+            metrics=metrics,
+            upload=file,
+            search=method,
         )
     if kind == "embeddings":
         return variants_from_embeddings(
-            name=name, description=description, metrics=metrics, upload=file, ids_upload=ids_file
+            name=name, description=description, metrics=metrics, upload=file, ids_upload=ids_file, search=method
         )
     raise UploadError(f"Unknown upload kind {kind!r}; choose weights or embeddings.")
 
 
 def variants_from_weights(
-    *, name: str, description: str = "", architecture: str, layer: str, metrics: list[str], upload
+    *,
+    name: str,
+    description: str = "",
+    architecture: str,
+    layer: str,
+    metrics: list[str],
+    upload,
+    search: dict | None = None,
 ) -> list[Variant]:
     """One variant per metric from uploaded weights, sharing one feature set; built in the background.
 
     The file is checked (weights_only load, strict keys and shapes) before anything is stored.
     """
-    names = _check_new_names(name, metrics)
+    names = _check_new_names(name, metrics, search)
     suffix = Path(upload.name).suffix.lower()
     if suffix not in WEIGHT_SUFFIXES:
         raise UploadError(f"{upload.name}: weights must be a .pt/.pth state dict or .safetensors file.")
@@ -372,7 +511,7 @@ def variants_from_weights(
     try:
         with transaction.atomic():
             feature_set, _ = FeatureSet.objects.get_or_create(featurizer=architecture, layer=layer, weights=relative)
-            variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description)
+            variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description, search)
     except BaseException:
         if placed:
             final.unlink(missing_ok=True)
@@ -381,10 +520,10 @@ def variants_from_weights(
 
 
 def variants_from_embeddings(
-    *, name: str, description: str = "", metrics: list[str], upload, ids_upload=None
+    *, name: str, description: str = "", metrics: list[str], upload, ids_upload=None, search: dict | None = None
 ) -> list[Variant]:
     """One variant per metric from embeddings made elsewhere; they are checked, then stored as features."""
-    names = _check_new_names(name, metrics)
+    names = _check_new_names(name, metrics, search)
     suffix = Path(upload.name).suffix.lower()
     if suffix not in EMBEDDING_SUFFIXES:
         raise UploadError(f"{upload.name}: embeddings must be .npy (with an id list), .npz or .csv.")
@@ -419,7 +558,7 @@ def variants_from_embeddings(
                     "error": "",
                 },
             )
-            variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description)
+            variants = _create_variants(names, list(dict.fromkeys(metrics)), feature_set, description, search)
     except BaseException:
         if not FeatureSet.objects.filter(weights=f"embeddings:{sha}").exists():
             for relative in written:

@@ -7,4 +7,5 @@ urlpatterns = [
     path("variants/upload", api.VariantUpload.as_view(), name="variant-upload"),
     path("variants/<int:variant_id>/rotation", api.VariantRotation.as_view(), name="variant-rotation"),
     path("variants/<int:variant_id>/rebuild", api.VariantRebuild.as_view(), name="variant-rebuild"),
+    path("variants/<int:variant_id>/search", api.VariantSearch.as_view(), name="variant-search"),
 ]

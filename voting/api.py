@@ -1,26 +1,38 @@
-"""Thin API views: check input, call one service or selector, shape the output. None reveals a variant."""
+"""Thin API views: check input, call one service or selector, shape the output.
+
+The voters' and the public's endpoints never reveal which variant made a card; the staff endpoints (StaffView,
+the workbench) name models and are for staff only."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from matching.models import Variant
-from voting import leaderboard, sampling, services
+from voting import export, leaderboard, sampling, selectors, services
 from voting.identity import remember_voter, voter_from_request, voter_key
 from voting.serializers import (
     CardOut,
     CategoriesOut,
+    CompareIn,
+    CompareOut,
     DoneOut,
+    ExamplesOut,
     LeaderboardOut,
+    ReasonIn,
+    ReasonOut,
     VotedOut,
     VoteIn,
     vote_in,
@@ -36,7 +48,7 @@ from voting.throttles import (
 from voting.tokens import token_issue
 from vsearch_site import metrics
 from vsearch_site.clients import client_address
-from vsearch_site.errors import ErrorOut, NotFound, Unavailable
+from vsearch_site.errors import ErrorOut, InvalidInput, NotFound, Unavailable
 
 
 class _Csrf(CsrfViewMiddleware):
@@ -165,6 +177,26 @@ class VoteUndo(VoterView):
         return Response(_card_payload(card, voter, votes_cast(voter)))
 
 
+class VoteReason(VoterView):
+    """Why nope (optional, one tap): the token the nope was cast with, and a reason. Nothing is stored on a refusal."""
+
+    throttle_classes = [VoterRateThrottle, IPRateThrottle]
+
+    @extend_schema(
+        request=ReasonIn, responses={201: ReasonOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
+    )
+    def post(self, request):
+        data = ReasonIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        voter = voter_from_request(request, create=False)
+        if voter is None:
+            raise services.VoteRefused("No voter cookie: a reason follows a vote cast from this browser.")
+        recorded = services.nope_reason_record(
+            voter=voter, token=data.validated_data["token"], reason=data.validated_data["reason"]
+        )
+        return Response({"reason": recorded.reason}, status=status.HTTP_201_CREATED)
+
+
 def _live(request) -> bool:
     """Staff see live numbers unless they ask for the public view (?view=public)."""
     return bool(request.user and request.user.is_staff) and request.query_params.get("view") != "public"
@@ -228,3 +260,76 @@ class LeaderboardCategories(LeaderboardView):
             snapshot = leaderboard.public_snapshot()
             rows, when = snapshot.categories.get(variant.pk, []), _snapshot_fields(snapshot)
         return Response(CategoriesOut({"variant": variant.name, **when, "rows": rows}).data)
+
+
+class LeaderboardExamples(LeaderboardView):
+    """A model's most approved and most rejected cards: staff see any model's; the public a model's once it is out
+    of the rotation (retired or paused), never one a voter may be served."""
+
+    @extend_schema(responses={200: ExamplesOut, 404: ErrorOut, 429: ErrorOut})
+    def get(self, request, variant_id: int):
+        variant = get_object_or_404(Variant, pk=variant_id)
+        examples = selectors.variant_examples(variant=variant, public=not _live(request))
+        return Response(ExamplesOut(examples).data)
+
+
+# ---------------------------------------------------------------------------------------- staff: the workbench
+
+STAFF_ERRORS = {401: ErrorOut, 403: ErrorOut}
+
+
+class StaffView(APIView):
+    """Staff only (session or token): these answers name the models."""
+
+    permission_classes = [IsAdminUser]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+class Compare(StaffView):
+    @extend_schema(parameters=[CompareIn], responses={200: CompareOut, 400: ErrorOut, 404: ErrorOut, **STAFF_ERRORS})
+    def get(self, request):
+        data = CompareIn(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        found = selectors.comparison(
+            item_id=data.validated_data.get("item"),
+            category=data.validated_data.get("category") or None,
+            pick_random=data.validated_data["random"],
+        )
+        return Response(CompareOut(found).data)
+
+
+class _NoFormatOverride(DefaultContentNegotiation):
+    """Errors are always JSON; `?format=` names the export's format (DRF would take it for a renderer's)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class VotesExport(StaffView):
+    """Every vote as CSV or JSON Lines, streamed from the database a batch at a time (voting/export.py)."""
+
+    content_negotiation_class = _NoFormatOverride
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=sorted(export.FORMATS), default="csv", description="csv or jsonl")
+        ],
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            400: ErrorOut,
+            **STAFF_ERRORS,
+        },
+    )
+    def get(self, request):
+        fmt = request.query_params.get("format", "csv")
+        if fmt not in export.FORMATS:
+            raise InvalidInput(f"format must be one of {', '.join(sorted(export.FORMATS))}, not {fmt[:20]!r}.")
+        response = StreamingHttpResponse(export.export_lines(fmt, batch=export.BATCH), content_type=export.FORMATS[fmt])
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="votes-{stamp}.{fmt}"'
+        return response

@@ -36,15 +36,13 @@ class Design:
 def compute(rotation: tuple[int, ...]) -> Design:
     ledger.fold()  # one process at a time folds the votes since the last fold (voting.ledger)
     tallies = variant_tallies()
-    estimates = [tallies.get(v, Tally(0, 0)).estimate for v in rotation]
-    posteriors = [statistics.beta_posterior(e.rate, e.n_eff) for e in estimates]
-    best = statistics.p_best(posteriors) if rotation else []
+    best = p_best_among(tallies, rotation)
     kind = settings.VSEARCH_DESIGN
     if not rotation:
         shares = []
     elif kind == "active":
         shares = allocation.top_two_shares(
-            best, beta=settings.VSEARCH_TOP_TWO_BETA, floor=settings.VSEARCH_ACTIVE_FLOOR
+            list(best.values()), beta=settings.VSEARCH_TOP_TWO_BETA, floor=settings.VSEARCH_ACTIVE_FLOOR
         )
     else:
         shares = allocation.balanced_shares(
@@ -57,8 +55,17 @@ def compute(rotation: tuple[int, ...]) -> Design:
         tallies=tallies,
         rotation=rotation,
         shares={v: float(s) for v, s in zip(rotation, shares, strict=True)},
-        p_best={v: float(p) for v, p in zip(rotation, best, strict=True)},
+        p_best=best,
     )
+
+
+def p_best_among(tallies: dict[int, Tally], rotation: tuple[int, ...]) -> dict[int, float]:
+    """P(best) of each model in the rotation (in its order: the Monte Carlo draws are matched to it), from the Beta
+    posteriors of their weighted approvals."""
+    estimates = [tallies.get(v, Tally(0, 0)).estimate for v in rotation]
+    posteriors = [statistics.beta_posterior(e.rate, e.n_eff) for e in estimates]
+    best = statistics.p_best(posteriors) if rotation else []
+    return {v: float(p) for v, p in zip(rotation, best, strict=True)}
 
 
 def current(rotation: tuple[int, ...], *, use_memo: bool = True) -> Design:

@@ -62,6 +62,13 @@ def board_live() -> Board:
     return board(totals=current.tallies, active=set(rotation), best=current.p_best, shares=current.shares)
 
 
+def board_of(totals: dict[int, Tally]) -> Board:
+    """The staff board for tallies counted elsewhere (a vote export: voting.tallies.tallies_from_rows), computed as
+    board_live computes it: the same rotation, P(best) among it in the same order, the same rows and decision."""
+    rotation = tuple(v.variant_id for v in sampling.rotation())
+    return board(totals=totals, active=set(rotation), best=design.p_best_among(totals, rotation))
+
+
 def leaderboard_rows(*, totals: dict[int, Tally] | None = None, before: datetime | None = None) -> list[LeaderboardRow]:
     return board(totals=totals, before=before).rows
 

@@ -69,6 +69,23 @@ class Vote(models.Model):
         return f"{'dope' if self.dope else 'nope'} by {self.voter} on card {self.pair_id}"
 
 
+class NopeReason(models.Model):
+    """Why a voter said nope, if they tapped a reason (optional, one tap after the vote). An undo deletes it."""
+
+    class Reason(models.TextChoices):
+        KIND = "kind", "other kind"
+        COLOUR = "colour", "other colour"
+        PATTERN = "pattern", "other pattern"
+        OTHER = "other", "other"
+
+    vote = models.OneToOneField(Vote, on_delete=models.CASCADE, primary_key=True, related_name="nope_reason")
+    reason = models.CharField(max_length=10, choices=Reason.choices, db_index=True)
+    created_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} (vote {self.vote_id})"
+
+
 class GoldCard(models.Model):
     """A card whose answer is known: it measures the voter, never a model.
 

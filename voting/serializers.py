@@ -33,6 +33,15 @@ def vote_in(data) -> dict:
     return validated
 
 
+class ReasonIn(serializers.Serializer):
+    token = serializers.CharField(max_length=500, help_text="The token the nope was cast with.")
+    reason = serializers.CharField(max_length=20, help_text="kind, colour, pattern or other.")
+
+
+class ReasonOut(serializers.Serializer):
+    reason = serializers.CharField()
+
+
 class ImageOut(serializers.Serializer):
     image = serializers.CharField()
 
@@ -119,3 +128,84 @@ class CategoriesOut(serializers.Serializer):
     as_of = serializers.DateTimeField()
     next_update = serializers.DateTimeField(allow_null=True, required=False)
     rows = CategoryRowOut(many=True)
+
+
+# ---------------------------------------------------------------------------------------- the workbench (staff)
+
+
+class CompareIn(serializers.Serializer):
+    item = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1, help_text="The query item's id.")
+    category = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Previous/next and random move among this category's queries.",
+    )
+    random = serializers.BooleanField(required=False, default=False, help_text="A random query (in the category).")
+
+    def validate(self, data):
+        if data.get("item") is not None and data["random"]:
+            raise serializers.ValidationError("Ask for an item or for a random query, not both.")
+        return data
+
+
+class ItemRefOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    category = serializers.CharField()
+    image = serializers.CharField()
+
+
+class CompareMatchOut(serializers.Serializer):
+    pair_id = serializers.IntegerField()
+    rank = serializers.IntegerField(help_text="0: the nearest.")
+    distance = serializers.FloatField()
+    item = ItemRefOut()
+    shared_with = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The other ready models whose top-k holds the same card."
+    )
+    dope = serializers.IntegerField(help_text="Counted dope votes on the card.")
+    nope = serializers.IntegerField(help_text="Counted nope votes on the card.")
+    reasons = serializers.DictField(child=serializers.IntegerField(), help_text="Why nope: reason -> counted votes.")
+
+
+class CompareColumnOut(serializers.Serializer):
+    variant_id = serializers.IntegerField()
+    name = serializers.CharField()
+    rotation = serializers.CharField()
+    metric = serializers.CharField()
+    search = serializers.CharField(help_text="How its pairs were found: exact, annoy or random.")
+    matches = CompareMatchOut(many=True)
+
+
+class CompareOut(serializers.Serializer):
+    query = ItemRefOut()
+    category = serializers.CharField(allow_null=True)
+    previous = serializers.IntegerField(allow_null=True, help_text="The query before this one (in the category).")
+    next = serializers.IntegerField(allow_null=True, help_text="The query after this one (in the category).")
+    columns = CompareColumnOut(many=True)
+
+
+REASONS_HELP = "Why nope: reason -> counted votes (staff only; null for the public)."
+
+
+class ExampleOut(serializers.Serializer):
+    pair_id = serializers.IntegerField()
+    query = ItemRefOut()
+    match = ItemRefOut()
+    rank = serializers.IntegerField(help_text="0: the model's nearest match for the query.")
+    distance = serializers.FloatField()
+    dope = serializers.IntegerField()
+    nope = serializers.IntegerField()
+    reasons = serializers.DictField(child=serializers.IntegerField(), allow_null=True, help_text=REASONS_HELP)
+
+
+class ExamplesOut(serializers.Serializer):
+    variant_id = serializers.IntegerField()
+    name = serializers.CharField()
+    rotation = serializers.CharField()
+    min_votes = serializers.IntegerField(help_text="Counted votes a card needs to be an example.")
+    approved = ExampleOut(many=True, help_text="Most approved cards first.")
+    rejected = ExampleOut(many=True, help_text="Most rejected cards first.")
+    reasons = serializers.DictField(
+        child=serializers.IntegerField(), allow_null=True, help_text=f"Over all the model's cards. {REASONS_HELP}"
+    )

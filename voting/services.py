@@ -19,7 +19,7 @@ from matching.models import Item, MatchPair, Pair
 from matching.services import gold_copy_add
 from voting import ledger, quality, sampling
 from voting.identity import voter_key, voter_saved
-from voting.models import GoldCard, Vote, Voter
+from voting.models import GoldCard, NopeReason, Vote, Voter
 from voting.tokens import TokenError, token_read
 from vsearch_site import metrics
 from vsearch_site.errors import Conflict, InvalidInput, NotFound
@@ -149,6 +149,34 @@ def vote_undo(*, voter: Voter) -> Vote:
         ledger.vote_removed(last)  # already folded into the tallies: its share comes off
         last.delete()
     return last
+
+
+class ReasonTooLate(Conflict):
+    """The nope is older than the window for its reason."""
+
+
+def nope_reason_record(*, voter: Voter, token: str, reason: str) -> NopeReason:
+    """Why the voter said nope to the card of `token` (the token their vote was cast with). A second tap replaces
+    the first. Only a nope has a reason, only within VSEARCH_NOPE_REASON_SECONDS of the vote, only the voter's own."""
+    if reason not in NopeReason.Reason.values:
+        raise VoteRefused(f"reason must be one of {', '.join(NopeReason.Reason.values)}.")
+    try:
+        served = token_read(token, voter_key=voter_key(voter))
+    except TokenError as exc:
+        raise VoteRefused(str(exc)) from None
+    vote = None if voter.pk is None else Vote.objects.filter(voter_id=voter.pk, token_id=served.nonce).first()
+    if vote is None:
+        raise NoSuchVote("There is no vote with this token (not cast yet, or undone): a reason follows its vote.")
+    if vote.dope:
+        raise VoteRefused("Only a nope has a reason.")
+    if vote.created_at < timezone.now() - timedelta(seconds=settings.VSEARCH_NOPE_REASON_SECONDS):
+        raise ReasonTooLate(f"A reason is taken within {settings.VSEARCH_NOPE_REASON_SECONDS} seconds of the vote.")
+    recorded, _ = NopeReason.objects.update_or_create(vote=vote, defaults={"reason": reason})
+    return recorded
+
+
+class NoSuchVote(NotFound):
+    """The token's vote is not stored (never cast, or undone)."""
 
 
 # ---------------------------------------------------------------------------------------- gold cards
@@ -389,10 +417,13 @@ def _voter_update(voter: Voter, fields: dict) -> None:
 
 __all__ = [
     "AlreadyVoted",
+    "NoSuchVote",
     "NothingToUndo",
+    "ReasonTooLate",
     "UndoTooLate",
     "VoteRefused",
     "gold_cards_ensure",
+    "nope_reason_record",
     "vote_record",
     "vote_undo",
     "voter_set_decision",

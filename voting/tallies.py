@@ -7,6 +7,8 @@ gold answers, not excluded). Each counted vote weighs 1 / P(its card was drawn) 
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,6 +91,19 @@ def tallies(groups: tuple[str, ...], *, before: datetime | None = None, **filter
     for key, tally in recent.items():
         out[key] = out[key] + tally if key in out else tally
     return out
+
+
+def tallies_from_rows(rows: Iterable) -> dict[int, Tally]:
+    """Per variant, what the leaderboard counts of these votes (rows of a vote export, voting.export): the same sums
+    the ledger folds (ledger.Sums), of the votes that count (no gold card, a counted voter), each for every model
+    holding its card."""
+    sums: dict[int, ledger.Sums] = defaultdict(ledger.Sums)
+    for row in rows:
+        if row.gold is not None or not row.counted:
+            continue
+        for maker in row.models:
+            sums[maker.variant_id].add(row.dope, row.propensity)
+    return {variant: Tally(*(getattr(s, name) for name in ledger.FIELDS)) for variant, s in sums.items()}
 
 
 def votes_cast(voter: Voter) -> int:

@@ -239,9 +239,16 @@ VSEARCH_ALLOW_DOWNLOADS = env_bool("VSEARCH_ALLOW_DOWNLOADS", True)
 # Voting.
 VSEARCH_TOKEN_MAX_AGE = env_int("VSEARCH_TOKEN_MAX_AGE", 3600, minimum=1)
 VSEARCH_UNDO_SECONDS = env_int("VSEARCH_UNDO_SECONDS", 30, minimum=0)
+# A nope's reason (one optional tap after the vote) is taken this long after the vote: the page offers the chips for
+# a few seconds, and a reason queued offline still lands when the connection returns.
+VSEARCH_NOPE_REASON_SECONDS = env_int("VSEARCH_NOPE_REASON_SECONDS", 120, minimum=1)
 VSEARCH_MIN_VOTES = env_int("VSEARCH_MIN_VOTES", 30, minimum=1)  # fewer: "provisional", not ranked
 VSEARCH_NEW_DAYS = env_int("VSEARCH_NEW_DAYS", 7, minimum=0)  # a variant ready this recently is marked new
 VSEARCH_CONFIDENCE = env_float("VSEARCH_CONFIDENCE", 0.95, minimum=0.5)
+# A model's examples (its most approved and most rejected cards): cards with at least this many counted votes, this
+# many of each kind. Staff see every model's; the public only those of models out of the rotation.
+VSEARCH_EXAMPLES_MIN_VOTES = env_int("VSEARCH_EXAMPLES_MIN_VOTES", 3, minimum=1)
+VSEARCH_EXAMPLES = env_int("VSEARCH_EXAMPLES", 8, minimum=1)
 # Vote tallies per variant (card balancing and the leaderboard) are recomputed at most this often, by one process
 # while the others serve the last ones: the aggregate over every vote took 1.1 s at 1M votes and 4.9 s at 10M on
 # PostgreSQL (docs/BENCHMARKS.md, leaderboard).

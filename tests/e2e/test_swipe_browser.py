@@ -236,3 +236,61 @@ def test_each_vote_is_one_round_trip_its_answer_bringing_the_card_after_next(
     assert api.count(("POST", "/api/votes")) == 5
     # The first card and one card ahead come from GET; every later card came with a vote's answer.
     assert api.count(("GET", "/api/pairs/next")) == 2, api
+
+
+def test_after_a_nope_one_tap_on_a_reason_chip_records_why_and_the_next_card_is_already_there(
+    browser_context, live_server, two_variants
+):
+    from voting.models import NopeReason
+
+    page = open_swipe(browser_context, live_server, **PHONE)
+    noped = shown_pair(page)
+    page.get_by_test_id("nope").tap()
+    expect_count(page, 1)
+    chips = page.get_by_test_id("reasons")
+    expect(chips).to_be_visible()
+    assert shown_pair(page) != noped  # the next card is on screen while the chips are offered
+    # The chips lie over the status line: the card and the buttons do not move, nothing is covered.
+    card, chip_box, button = (page.get_by_test_id(t).bounding_box() for t in ("card", "reasons", "nope"))
+    assert card["y"] + card["height"] <= chip_box["y"] and chip_box["y"] + chip_box["height"] <= button["y"]
+    assert chip_box["x"] >= 0 and chip_box["x"] + chip_box["width"] <= 390
+    page.screenshot(path="/tmp/e2e-reasons-phone.png")
+
+    with page.expect_response("**/api/votes/reason") as sent:
+        page.get_by_role("button", name="other colour").tap()
+    assert sent.value.status == 201
+    expect(chips).to_be_hidden()
+    reason = NopeReason.objects.select_related("vote__pair__query_item", "vote__pair__match_item").get()
+    assert reason.reason == "colour" and not reason.vote.dope
+    assert (reason.vote.pair.query_item.image_url, reason.vote.pair.match_item.image_url) == noped
+
+    page.get_by_test_id("dope").tap()  # a dope offers no chips
+    expect_count(page, 2)
+    expect(chips).to_be_hidden()
+
+
+def test_a_reason_is_never_sent_before_its_vote_and_a_key_picks_a_chip(browser_context, live_server, two_variants):
+    from voting.models import NopeReason
+
+    page = open_swipe(browser_context, live_server, **DESKTOP)
+    events = []
+    page.on("request", lambda r: events.append(("sent", r.url.split("/api/")[-1])) if r.method == "POST" else None)
+    page.on(
+        "response", lambda r: events.append(("answered", r.url.split("/api/")[-1])) if "/api/votes" in r.url else None
+    )
+    held = []
+    page.route("**/api/votes", lambda route: held.append(route))  # the vote hangs: its reason must wait for it
+
+    page.keyboard.press("ArrowLeft")
+    expect(page.get_by_test_id("reasons")).to_be_visible()
+    page.screenshot(path="/tmp/e2e-reasons-desktop.png")
+    page.keyboard.press("3")  # other pattern
+    expect(page.get_by_test_id("reasons")).to_be_hidden()
+    expect(page.get_by_test_id("status")).to_have_text("Thanks, noted.")
+
+    with page.expect_response("**/api/votes/reason") as sent:
+        held[0].continue_()
+    assert sent.value.status == 201
+    assert events.index(("answered", "votes")) < events.index(("sent", "votes/reason"))
+    assert events.count(("sent", "votes/reason")) == 1
+    assert NopeReason.objects.get().reason == "pattern"

@@ -5,6 +5,7 @@
  * data-state (loading | ready | error).
  */
 import { request } from "./api.js";
+import { examplesUrl, renderExamples } from "./examples.js";
 
 const API = "/api/leaderboard";
 const categoriesUrl = (id) => `/api/leaderboard/${encodeURIComponent(id)}/categories`;
@@ -23,6 +24,7 @@ const panelTitle = $("categories-title");
 const panelStatus = $("categories-status");
 const panelTable = $("categories-table");
 const panelRows = $("categories-rows");
+const examplesSlot = $("examples-slot");
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
 let rows = [];
@@ -342,6 +344,7 @@ async function select(variantId, { scroll = true } = {}) {
   panel.dataset.variantId = String(variantId);
   panelTitle.textContent = `By category: ${row.name}`;
   panelStatus.textContent = "Loading…";
+  examplesSlot.replaceChildren();
   panelStatus.classList.remove("is-error");
   if (scroll) {
     panel.focus({ preventScroll: true });
@@ -362,7 +365,18 @@ async function select(variantId, { scroll = true } = {}) {
     panelTitle.textContent = `By category: ${result.data.variant}`;
   }
   renderCategories(result.data.rows);
+  await showExamples(row, seq);
   panel.dataset.state = "ready";
+}
+
+/** A model out of the rotation shows its most approved and most rejected cards; one in it never does (its cards
+ * would tell voters which model made them). */
+async function showExamples(row, seq) {
+  examplesSlot.replaceChildren();
+  if (row.status !== "retired" && row.status !== "paused") return;
+  const result = await getJSON(examplesUrl(row.variant_id));
+  if (seq !== categoriesSeq || !result.ok || !Array.isArray(result.data.approved)) return;
+  examplesSlot.replaceChildren(renderExamples(result.data));
 }
 
 function renderCategories(categoryRows) {

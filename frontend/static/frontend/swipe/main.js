@@ -16,7 +16,7 @@ import { CardView, StatusLine, preloadImage } from "./card.js";
 import { attachDrag, attachKeys } from "./gestures.js";
 import { MAX_THROTTLE_WAITS, Outbox, RETRY_DELAYS_MS, retryAfterMs } from "./outbox.js";
 
-const API = { next: "/api/pairs/next", vote: "/api/votes", undo: "/api/votes/undo" };
+const API = { next: "/api/pairs/next", vote: "/api/votes", undo: "/api/votes/undo", reason: "/api/votes/reason" };
 const ABOUT_KEY = "vsearch.aboutSeen";
 const EMPTY_POLL_MS = 15000;
 const RECENT_MAX = 20;
@@ -24,13 +24,21 @@ const RECENT_MAX = 20;
 const $ = (id) => document.getElementById(id);
 const view = new CardView();
 const status = new StatusLine($("status"));
-const say = (text, options) => status.say(text, options);
+const say = (text, options = {}) => {
+  if (options.sticky || options.tone === "error") hideReasons(); // news about votes in trouble keeps the line
+  status.say(text, options);
+};
 const sendAgainButton = $("send-again");
 const dopeButton = $("dope");
 const nopeButton = $("nope");
 const undoButton = $("undo");
 const undoTimer = $("undo-timer");
 const countEl = document.querySelector("[data-testid=vote-count]");
+const reasonsEl = $("reasons");
+const reasonsThumb = $("reasons-thumb");
+// The reason chips stay this long after a nope (or until the next verdict): long enough to tap, short enough to
+// be gone before they could be taken for a question about the next card.
+const REASONS_MS = 6000;
 
 let state = "loading";
 let current = null; // the pair on the card, not yet judged: {token, query, match}
@@ -41,9 +49,12 @@ let undoClose = 0;
 let lastVerdict = "dope";
 let pollTimer = 0;
 const recent = []; // keys of pairs judged lately, so a prefetch that raced a vote is not shown again
+let reasonsFor = null; // the token of the nope the chips are for
+let reasonsTimer = 0;
 
 const outbox = new Outbox({
   url: API.vote,
+  reasonUrl: API.reason,
   say,
   onChange: () => updateControls(),
   isStatusSticky: () => status.sticky,
@@ -252,19 +263,47 @@ async function reload() {
   present(await foregroundFetch());
 }
 
+// ---------- why nope (optional) ----------
+
+/** After a nope: chips for why, beside a small copy of the rejected match. Never in the way of the next card. */
+function offerReasons(item) {
+  hideReasons();
+  if (status.sticky) return;
+  reasonsFor = item.token;
+  reasonsThumb.src = item.match.image;
+  reasonsEl.hidden = false;
+  reasonsTimer = setTimeout(hideReasons, REASONS_MS);
+}
+
+function hideReasons() {
+  clearTimeout(reasonsTimer);
+  reasonsFor = null;
+  reasonsEl.hidden = true;
+}
+
+function giveReason(reason) {
+  if (!reasonsFor) return;
+  outbox.pushReason(reasonsFor, reason); // sent once its vote is in, beside the next votes, never before them
+  hideReasons();
+  status.say("Thanks, noted.", { ttl: 1500 });
+}
+
 // ---------- votes ----------
 
 async function judge(verdict) {
   if (state !== "ready" || !current) return;
   const pair = current;
   remember(pair);
-  outbox.push({
+  const item = {
     token: pair.token,
     verdict,
     shown_ms: Math.max(0, Math.round(performance.now() - shownAt)),
     query: pair.query,
     match: pair.match,
-  });
+  };
+  outbox.push(item);
+  if (verdict === "nope") offerReasons(item);
+  else hideReasons();
   closeUndoWindow();
   view.flyOut(verdict);
 
@@ -294,6 +333,7 @@ async function judge(verdict) {
 async function undo() {
   if (!canUndo()) return;
   const before = state;
+  hideReasons();
 
   if (outbox.stuck && outbox.length) {
     // The last vote never reached the server: take it back here.
@@ -355,6 +395,18 @@ sendAgainButton.addEventListener("click", async () => {
   if (state === "sending") setState(before);
   else if (state === "error" && !outbox.length) reload();
 });
+reasonsEl.addEventListener("click", (event) => {
+  const chip = event.target.closest("[data-reason]");
+  if (chip) giveReason(chip.dataset.reason);
+});
+// 1-4 pick a chip while they are shown (the arrow keys go on voting).
+document.addEventListener("keydown", (event) => {
+  if (reasonsEl.hidden || event.altKey || event.ctrlKey || event.metaKey || event.repeat) return;
+  const chip = reasonsEl.querySelectorAll("[data-reason]")[Number(event.key) - 1];
+  if (!chip || !/^[1-4]$/.test(event.key)) return;
+  event.preventDefault();
+  giveReason(chip.dataset.reason);
+});
 window.addEventListener("online", () => {
   if (outbox.length && !outbox.busy) outbox.flush();
 });
@@ -378,4 +430,5 @@ try {
 }
 
 if (outbox.length) say("Sending votes saved on this device…", { sticky: true });
+outbox.sendReasons(); // reasons left from a visit that ended before they went
 reload();

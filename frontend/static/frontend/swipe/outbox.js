@@ -1,6 +1,10 @@
 /* The vote outbox: votes wait here, in localStorage, until the server has acknowledged them. A vote that cannot
  * be sent is retried (5xx, no answer, 429 with its Retry-After), kept on the device when the retries give up,
  * and never dropped without a message saying so.
+ *
+ * A nope's reason (optional, one tap) waits here too, behind its own vote, but never in front of another: votes go
+ * first (flush), reasons in a loop of their own once their vote is acknowledged. A reason is a nicety: one the
+ * server refuses, or that still fails after the retries, is dropped without a word.
  */
 import { detailOf, request, sleep } from "../api.js";
 
@@ -33,8 +37,10 @@ export class Outbox {
    *   say(text, options): a message for the status line (see StatusLine.say);
    *   onChange(): busy or stuck changed (the page updates its controls).
    */
-  constructor({ url, onSaved, say, onChange, isStatusSticky = () => false }) {
+  constructor({ url, reasonUrl = "", onSaved, say, onChange, isStatusSticky = () => false }) {
     this.url = url;
+    this.reasonUrl = reasonUrl;
+    this.sendingReasons = null; // the running reason loop, if any
     this.onSaved = onSaved;
     this.say = say;
     this.onChange = onChange;
@@ -44,8 +50,13 @@ export class Outbox {
     this.stuck = false; // the retries gave up; the queue holds votes that still need sending
   }
 
+  /** Votes not yet acknowledged (reasons are not counted: they are never "unsent votes"). */
   get length() {
-    return this.queue.length;
+    return this.votes().length;
+  }
+
+  votes() {
+    return this.queue.filter((item) => item.kind !== "reason");
   }
 
   get busy() {
@@ -56,7 +67,12 @@ export class Outbox {
     try {
       const items = JSON.parse(localStorage.getItem(QUEUE_KEY) || "[]");
       return Array.isArray(items)
-        ? items.filter((v) => v && typeof v.token === "string" && (v.verdict === "dope" || v.verdict === "nope"))
+        ? items.filter(
+            (v) =>
+              v &&
+              typeof v.token === "string" &&
+              (v.kind === "reason" ? typeof v.reason === "string" : v.verdict === "dope" || v.verdict === "nope"),
+          )
         : [];
     } catch {
       return [];
@@ -78,12 +94,47 @@ export class Outbox {
     this.save();
   }
 
-  /** Takes back the newest vote that never reached the server. */
+  /** Takes back the newest vote that never reached the server (and its reason, if one was tapped). */
   pop() {
-    const item = this.queue.pop();
+    const votes = this.votes();
+    const item = votes[votes.length - 1];
+    if (!item) return undefined;
+    this.queue = this.queue.filter((v) => v !== item && !(v.kind === "reason" && v.token === item.token));
     this.save();
-    if (!this.queue.length) this.stuck = false;
+    if (!this.length) this.stuck = false;
     return item;
+  }
+
+  /** Why the voter said nope to the card of `token`: sent once its vote is acknowledged, never before one. */
+  pushReason(token, reason) {
+    this.queue = this.queue.filter((v) => !(v.kind === "reason" && v.token === token)); // a second tap replaces
+    this.push({ kind: "reason", token, reason });
+    this.sendReasons();
+  }
+
+  /** Sends the reasons whose vote has been acknowledged, one at a time, beside (never in front of) the votes. */
+  sendReasons() {
+    if (!this.sendingReasons && this.reasonUrl) {
+      this.sendingReasons = this.sendReasonsNow().finally(() => {
+        this.sendingReasons = null;
+      });
+    }
+    return this.sendingReasons;
+  }
+
+  async sendReasonsNow() {
+    for (;;) {
+      const pending = new Set(this.votes().map((v) => v.token));
+      const item = this.queue.find((v) => v.kind === "reason" && !pending.has(v.token));
+      if (!item) return;
+      let r = null;
+      for (let attempt = 0; attempt <= RETRY_DELAYS_MS.length; attempt++) {
+        r = await request("POST", this.reasonUrl, { token: item.token, reason: item.reason });
+        if (r.ok || (r.status >= 400 && r.status < 500 && r.status !== 429)) break;
+        if (attempt < RETRY_DELAYS_MS.length) await sleep(RETRY_DELAYS_MS[attempt]);
+      }
+      if (this.queue.includes(item)) this.remove(item); // sent, refused, or given up on: a reason is optional
+    }
   }
 
   remove(item) {
@@ -97,6 +148,7 @@ export class Outbox {
       this.flushing = this.send().finally(() => {
         this.flushing = null;
         this.onChange();
+        this.sendReasons(); // reasons whose vote was settled (saved or refused) meanwhile
       });
       this.onChange();
     }
@@ -107,8 +159,8 @@ export class Outbox {
     let failures = 0;
     let throttled = 0;
     const say = this.say;
-    while (this.queue.length) {
-      const item = this.queue[0];
+    while (this.length) {
+      const item = this.votes()[0];
       const r = await request("POST", this.url, { token: item.token, verdict: item.verdict, shown_ms: item.shown_ms });
       item.attempts = (item.attempts || 0) + 1;
       if (r.ok) {
@@ -118,6 +170,7 @@ export class Outbox {
         this.stuck = false;
         this.onSaved(item, r.data);
         if (wasInTrouble) say("Your vote is saved.", { ttl: 3000 });
+        this.sendReasons(); // a reason waiting for this vote may go now
         continue;
       }
       if (r.status === 409) {
@@ -153,7 +206,7 @@ export class Outbox {
         }
         this.save();
         this.stuck = true;
-        const n = this.queue.length;
+        const n = this.length;
         say(`${n === 1 ? "Vote" : `${n} votes`} not saved yet: kept on this device, sent with your next vote.`, {
           tone: "error",
           sticky: true,
