@@ -1,4 +1,5 @@
-"""Pages: the swipe page and leaderboard (shells over the JSON API) and the staff page (a plain form)."""
+"""Pages: the swipe page, leaderboard and search (shells over the JSON API), the staff page (a plain form) and the
+staff map (a canvas over the JSON API)."""
 
 import functools
 
@@ -27,6 +28,13 @@ def swipe(request: HttpRequest) -> HttpResponse:
 @require_safe
 def leaderboard(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/leaderboard.html")
+
+
+@require_safe
+@ensure_csrf_cookie  # search.js sends X-CSRFToken with its POST (staff sessions need it)
+def search(request: HttpRequest) -> HttpResponse:
+    """Search by photo (a shell over POST /api/search; which models one may use is the API's rule)."""
+    return render(request, "frontend/search.html", {"max_mb": settings.VSEARCH_SEARCH_MAX_BYTES // (1024 * 1024)})
 
 
 def staff_only(view):
@@ -71,6 +79,14 @@ def staff(request: HttpRequest) -> HttpResponse:
         "max_upload_mb": settings.VSEARCH_MAX_UPLOAD_BYTES // (1024 * 1024),
     }
     return render(request, "frontend/staff.html", context, status=status)
+
+
+@staff_only
+@require_safe
+@ensure_csrf_cookie  # map.js asks for neighbours (POST /api/search) and for maps to be laid out
+def staff_map(request: HttpRequest) -> HttpResponse:
+    """The map of a feature space: a canvas over GET /api/maps/<id>, neighbours from POST /api/search."""
+    return render(request, "frontend/map.html")
 
 
 @staff_only

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Now
 from PIL import Image, ImageEnhance, ImageOps
 
 from matching import dispatch, signals
@@ -238,10 +240,47 @@ def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:
     """Pause, retire or resume: only rotation changes; pairs and votes are kept."""
     if rotation not in Variant.Rotation.values:
         raise VariantError(f"Unknown rotation {rotation!r}; choose one of {', '.join(Variant.Rotation.values)}.")
-    Variant.objects.filter(pk=variant.pk).update(rotation=rotation)
+    rows = Variant.objects.filter(pk=variant.pk)
+    if rotation != Variant.Rotation.RETIRED:
+        # Conditional on the row, so a public search marking it at the same moment cannot slip in between.
+        rows = rows.filter(searched_publicly_at__isnull=True)
+    if rows.update(rotation=rotation) != 1:
+        raise VariantSearchedPublicly(
+            f"{variant.name} has served public search: voters who searched with it would recognise its cards, so "
+            "it stays retired. Upload it again under a new name to put it back in the rotation."
+        )
     _rotation_changed(variant.pk)
     variant.refresh_from_db()
     return variant
+
+
+class VariantSearchedPublicly(Conflict):
+    """A model the public has searched with cannot return to the rotation (it would not be blind)."""
+
+
+def variant_set_search_model(*, variant: Variant | None) -> Variant | None:
+    """Make `variant` the model public search uses once it is retired (None: no choice, the best retired model
+    is used); at most one is chosen. Its rotation is not changed here: retiring it is a separate, deliberate act."""
+    if variant is not None and variant.metric == Metric.RANDOM:
+        raise VariantError(f"{variant.name} is the random control: it cannot search.")
+    with transaction.atomic():
+        Variant.objects.filter(search_model=True).update(search_model=False)
+        if variant is not None:
+            Variant.objects.filter(pk=variant.pk).update(search_model=True)
+    if variant is not None:
+        variant.refresh_from_db()
+    return variant
+
+
+def variant_mark_searched_publicly(*, variant: Variant) -> bool:
+    """Record that public search used `variant` (from then on it stays retired). False, and nothing written, if it
+    is no longer retired: the search must not go ahead."""
+    if variant.searched_publicly_at is not None and variant.rotation == Variant.Rotation.RETIRED:
+        return True
+    marked = Variant.objects.filter(pk=variant.pk, rotation=Variant.Rotation.RETIRED).update(
+        searched_publicly_at=Coalesce(F("searched_publicly_at"), Now())
+    )
+    return marked == 1
 
 
 def variant_delete(*, variant: Variant) -> None:

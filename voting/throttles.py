@@ -108,6 +108,18 @@ class LeaderboardRateThrottle(IPRateThrottle):
     scope = "leaderboard"
 
 
+class SearchRateThrottle(VoterRateThrottle):
+    """Search: per voter cookie, else per address (as voting)."""
+
+    scope = "search"
+
+
+class SearchIPRateThrottle(IPRateThrottle):
+    """Search: per address (an IPv6 /64), so a cleared cookie does not reset it."""
+
+    scope = "search_ip"
+
+
 def client_address(request) -> str | None:
     """The client's address as stored with a vote (not reduced to its /64)."""
     return BaseThrottle().get_ident(request) or None

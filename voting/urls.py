@@ -7,5 +7,7 @@ urlpatterns = [
     path("votes", api.VoteCreate.as_view(), name="vote-create"),
     path("votes/undo", api.VoteUndo.as_view(), name="vote-undo"),
     path("leaderboard", api.Leaderboard.as_view(), name="leaderboard"),
+    path("search", api.Search.as_view(), name="search"),
+    path("search/models", api.SearchModels.as_view(), name="search-models"),
     path("leaderboard/<int:variant_id>/categories", api.LeaderboardCategories.as_view(), name="leaderboard-categories"),
 ]

@@ -184,6 +184,9 @@ REST_FRAMEWORK = {
         "votes_ip": env_str("VSEARCH_VOTE_IP_RATE") or "6000/min",
         "pairs": env_str("VSEARCH_PAIR_RATE") or "240/min",
         "leaderboard": env_str("VSEARCH_LEADERBOARD_RATE") or "120/min",
+        # Search by photo runs a network per request (40-80 ms of CPU): a person searches a few times a minute.
+        "search": env_str("VSEARCH_SEARCH_RATE") or "30/min",
+        "search_ip": env_str("VSEARCH_SEARCH_IP_RATE") or "300/min",
     },
     "NUM_PROXIES": env_int("VSEARCH_NUM_PROXIES", 0, minimum=0),
     "EXCEPTION_HANDLER": "vsearch_site.errors.exception_handler",
@@ -200,6 +203,8 @@ SPECTACULAR_SETTINGS = {
 # Catalog import limits.
 VSEARCH_MAX_IMAGE_PIXELS = env_int("VSEARCH_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 VSEARCH_MAX_IMAGE_BYTES = env_int("VSEARCH_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1)
+# Search by photo: the largest photo accepted (pixels: VSEARCH_MAX_IMAGE_PIXELS). A 48 Mpx phone JPEG is 10-20 MB.
+VSEARCH_SEARCH_MAX_BYTES = env_int("VSEARCH_SEARCH_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
 # Model uploads.
 VSEARCH_MAX_UPLOAD_BYTES = env_int("VSEARCH_MAX_UPLOAD_BYTES", 600 * 1024 * 1024, minimum=1)
 # Featurization: images per batch, DataLoader workers, and where torchvision keeps weights. Batches of 8 ran
@@ -316,5 +321,6 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # Eager task runs would log a line per step; a worker's own log level still applies.
         "celery.app.trace": {"level": "WARNING"},
+        "openTSNE": {"level": "WARNING"},  # a line per optimisation phase of every map
     },
 }
