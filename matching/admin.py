@@ -117,7 +117,8 @@ class VariantAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None and obj.searched_publicly_at is not None:
+        searched = Variant.objects.filter(searched_publicly_at__isnull=False)
+        if obj is not None and obj.feature_set_id and searched.filter(feature_set_id=obj.feature_set_id).exists():
             fields.append("rotation")  # it stays retired: see matching.services.variant_set_rotation
         return fields
 

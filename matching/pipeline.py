@@ -19,7 +19,6 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
-import torch
 from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
@@ -43,7 +42,6 @@ PAIR_CHUNK = 200  # queries per transaction: a query has all its k pairs or none
 EVAL_QUERIES = 500  # recall is estimated on at most this many queries
 CALIBRATION_QUERIES = 200  # queries behind the choice of search_k
 TARGET_RECALL = 0.95  # search_k=-1 doubles Annoy's budget until recall@k on a sample reaches this
-LAYOUT_THREADED_FROM = 5000  # items from which t-SNE runs on every core torch uses (bench/layout.py)
 
 
 class BuildError(Exception):
@@ -505,15 +503,14 @@ def feature_set_layout(*, feature_set_id: int) -> Layout | None:
             raise BuildError(f"Features {fs} are not ready ({fs.status}): build a variant on them first.")
         ids, vectors = features_load(fs)
         started = time.perf_counter()
-        # Threads pay off only for big maps: at 600 items 2 threads took 1.8 s where 1 took 0.14 (2-core machine).
-        threads = max(1, torch.get_num_threads()) if len(ids) >= LAYOUT_THREADED_FROM else 1
-        xy = layout_2d(vectors, seed=0, n_jobs=threads, heartbeat=alive)
+        xy = layout_2d(vectors, seed=0, n_jobs=settings.VSEARCH_LAYOUT_THREADS, heartbeat=alive)
         seconds = time.perf_counter() - started
         relative = layout_relative_path(fs)
         with atomic_file(private_path(relative)) as tmp, tmp.open("wb") as fh:
             np.savez(fh, ids=np.asarray(ids, dtype=np.int64), xy=xy)
-        rows = Item.objects.filter(id__in=ids.tolist()).values_list("image", "sha256", "crop_key", "bbox")
-        thumbnails_ensure(rows.iterator(chunk_size=2000), progress=alive)
+        wanted = set(ids.tolist())
+        rows = Item.objects.values_list("id", "image", "sha256", "crop_key", "bbox").iterator(chunk_size=2000)
+        thumbnails_ensure((row[1:] for row in rows if row[0] in wanted), progress=alive)
     except OperationalError:
         mine.update(claimed_by="")
         raise  # the database blinked: the task retries

@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 from matching import featurizers, index, pipeline
 from matching.catalog import ALLOWED_FORMATS, BadImage, open_image
 from matching.features import features_current, features_load
-from matching.models import FeatureSet, Item, Metric, Variant
+from matching.models import FeatureSet, Item, MatchPair, Metric, Variant
 from matching.storage import media_path, private_path
 from vsearch_site.errors import Conflict, InvalidInput, NotFound
 
@@ -27,9 +27,10 @@ MAX_K = 50
 ENGINES = 4  # engines kept per process: each holds its features (10k x 4096 float32 is 160 MB), oldest dropped
 # Phone cameras write multi-picture JPEGs (a depth map or a preview inside): Pillow calls them MPO.
 QUERY_FORMATS = {**ALLOWED_FORMATS, "MPO": "jpg"}
-# A JPEG is decoded at the smallest 1/2^n scale that keeps this many pixels a side: every featurizer shrinks its
-# input to at most 256 px (the fine-tuned one to 1170 at its largest allowed input_size), so 2x that loses nothing.
-QUERY_DRAFT = (1024, 1024)
+# A JPEG is decoded at the smallest 1/2^n scale that keeps twice the side the featurizer's transform resizes to
+# (256 px for the torchvision networks: a 12 Mpx phone photo decodes at 1/4 scale, 3x faster than whole, and the
+# antialiased resize that follows sees more pixels than it keeps). Unknown transforms: this many px.
+DRAFT_FALLBACK = 1024
 
 
 class BadQuery(InvalidInput):
@@ -82,30 +83,39 @@ def search_by_photo(*, variant: Variant, data: bytes, k: int) -> list[Hit]:
     reason = photo_refusal(variant)
     if reason:
         raise BadQuery(reason)
+    engine = engine_for(variant)
+    side = draft_side(featurizers.get(engine.featurizer, engine.weights))
     try:
         image = open_image(
             data,
             max_bytes=settings.VSEARCH_SEARCH_MAX_BYTES,
             max_pixels=settings.VSEARCH_MAX_IMAGE_PIXELS,
             formats=QUERY_FORMATS,
-            draft=QUERY_DRAFT,
+            draft=(side, side),
         )
     except BadImage as exc:
         raise BadQuery(f"The photo cannot be searched: {exc}.") from None
     # Upright as the camera saw it (phones store the rotation in EXIF); catalog product shots carry none.
     image = ImageOps.exif_transpose(image)
-    engine = engine_for(variant)
     top, dist = engine.searcher.query(_embed(engine, image), k)
     return _hits(engine, top, dist)
 
 
 def search_by_item(*, variant: Variant, item_id: int, k: int) -> list[Hit]:
-    """The k nearest other catalog items to a catalog item (never itself nor a byte-identical copy): its
-    stored pairs when k is at most the model's k."""
+    """The k nearest other catalog items to a catalog item (never itself nor a byte-identical copy): its stored
+    pairs, what voters are shown, when the build stored k of them; else the model's searcher."""
     _check(variant, k)
     item = Item.objects.filter(pk=item_id).first()
     if item is None:
         raise NotFound(f"There is no catalog item #{item_id}.")
+    if k <= variant.k:
+        stored = list(
+            MatchPair.objects.filter(variant=variant, query_item_id=item.pk)
+            .order_by("rank")
+            .values_list("pair__match_item_id", "distance")[:k]
+        )
+        if len(stored) == k:
+            return [Hit(int(match), float(distance)) for match, distance in stored]
     engine = engine_for(variant)
     position = engine.position.get(item.pk)
     if position is not None:
@@ -114,13 +124,29 @@ def search_by_item(*, variant: Variant, item_id: int, k: int) -> list[Hit]:
     # Imported after the model was built: search with its image, as a photo (its copies are left out).
     if not engine.by_photo:
         raise NotFound(f"Item #{item.pk} came after {variant.name} was built: rebuild the model to search by it.")
-    with Image.open(media_path(item.image)) as image:
-        image = image.convert("RGB")
-        if item.bbox:
-            image = image.crop(tuple(item.bbox))
+    try:
+        with Image.open(media_path(item.image)) as image:
+            image = image.convert("RGB")
+            if item.bbox:
+                image = image.crop(tuple(item.bbox))
+    except OSError:
+        raise Conflict(f"The image of item #{item.pk} is missing from the media root: import it again.") from None
     top, dist = engine.searcher.query(_embed(engine, image), k + 1)
     hits = [h for h in _hits(engine, top, dist) if h.item_id != item.pk]
     return hits[:k]
+
+
+def draft_side(featurizer) -> int:
+    """Twice the largest side the featurizer's transform resizes or crops to (torchvision's Resize, CenterCrop and
+    ImageNet presets say it), or DRAFT_FALLBACK."""
+    steps = getattr(featurizer.transform, "transforms", [featurizer.transform])
+    sides = []
+    for step in steps:
+        for name in ("resize_size", "size", "crop_size"):
+            value = getattr(step, name, None)
+            values = value if isinstance(value, list | tuple) else [value]
+            sides += [v for v in values if isinstance(v, int)]
+    return 2 * max(sides) if sides else DRAFT_FALLBACK
 
 
 def _check(variant: Variant, k: int) -> None:

@@ -91,11 +91,14 @@ def map_points(*, feature_set: FeatureSet) -> MapPoints:
         return MapPoints(feature_set, layout, False)
     path = private_path(layout.path)
     ids, xy = _layout_file(str(path), path.stat().st_mtime_ns)
+    wanted = set(ids.tolist())
+    # The whole catalog, joined here: an IN list of 100k ids is more than SQLite takes in one query.
     rows = {
         pk: (category, sha, crop)
-        for pk, category, sha, crop in Item.objects.filter(id__in=ids.tolist()).values_list(
-            "id", "category", "sha256", "crop_key"
+        for pk, category, sha, crop in Item.objects.values_list("id", "category", "sha256", "crop_key").iterator(
+            chunk_size=5000
         )
+        if pk in wanted
     }
     categories = sorted({category for category, _, _ in rows.values()})
     code = {c: i for i, c in enumerate(categories)}

@@ -198,6 +198,7 @@ def variant_create(
             feature_set = feature_set_get_or_create(
                 featurizer=featurizer, layer=layer or _default_layer(featurizer), weights=weights
             )
+        _refuse_if_searched(feature_set.pk if feature_set else None)
         name = name or variant_display_name(feature_set, metric)
         if Variant.objects.filter(name=name).exists():
             raise VariantError(f"A variant named {name!r} already exists.")
@@ -242,20 +243,41 @@ def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:
         raise VariantError(f"Unknown rotation {rotation!r}; choose one of {', '.join(Variant.Rotation.values)}.")
     rows = Variant.objects.filter(pk=variant.pk)
     if rotation != Variant.Rotation.RETIRED:
+        _refuse_if_searched(variant.feature_set_id)
         # Conditional on the row, so a public search marking it at the same moment cannot slip in between.
         rows = rows.filter(searched_publicly_at__isnull=True)
+        if variant.feature_set_id is not None:
+            rows = rows.exclude(feature_set_id__in=_searched_features())
     if rows.update(rotation=rotation) != 1:
-        raise VariantSearchedPublicly(
-            f"{variant.name} has served public search: voters who searched with it would recognise its cards, so "
-            "it stays retired. Upload it again under a new name to put it back in the rotation."
-        )
+        _refuse_if_searched(variant.feature_set_id)
+        raise VariantError(f"{variant.name} no longer exists.")
     _rotation_changed(variant.pk)
     variant.refresh_from_db()
     return variant
 
 
 class VariantSearchedPublicly(Conflict):
-    """A model the public has searched with cannot return to the rotation (it would not be blind)."""
+    """Voters have searched with a model on these features: a model on them in the rotation would not be blind."""
+
+
+def _searched_features():
+    """Feature sets a model the public has searched with uses (a subquery; never NULL, which NOT IN would trip on)."""
+    return Variant.objects.filter(searched_publicly_at__isnull=False, feature_set__isnull=False).values(
+        "feature_set_id"
+    )
+
+
+def _refuse_if_searched(feature_set_id: int | None) -> None:
+    """Public search with a model showed voters its neighbours, and any model on the same features finds nearly the
+    same ones: none of them may be judged (in the rotation) again, nor a new one made on those features."""
+    if feature_set_id is None:
+        return
+    searched = Variant.objects.filter(feature_set_id=feature_set_id, searched_publicly_at__isnull=False).first()
+    if searched is not None:
+        raise VariantSearchedPublicly(
+            f"Voters have searched with {searched.name}, which uses these features: they would recognise the cards "
+            "of any model on them, so those stay out of the rotation. Race different features (weights) instead."
+        )
 
 
 def variant_set_search_model(*, variant: Variant | None) -> Variant | None:
@@ -273,12 +295,14 @@ def variant_set_search_model(*, variant: Variant | None) -> Variant | None:
 
 
 def variant_mark_searched_publicly(*, variant: Variant) -> bool:
-    """Record that public search used `variant` (from then on it stays retired). False, and nothing written, if it
-    is no longer retired: the search must not go ahead."""
-    if variant.searched_publicly_at is not None and variant.rotation == Variant.Rotation.RETIRED:
-        return True
-    marked = Variant.objects.filter(pk=variant.pk, rotation=Variant.Rotation.RETIRED).update(
-        searched_publicly_at=Coalesce(F("searched_publicly_at"), Now())
+    """Record that public search used `variant` (from then on no model on its features joins the rotation). False,
+    and nothing written, if it or a model on its features is in the rotation (or paused): the search must not be
+    answered."""
+    judged = Variant.objects.exclude(rotation=Variant.Rotation.RETIRED).filter(feature_set__isnull=False)
+    marked = (
+        Variant.objects.filter(pk=variant.pk, rotation=Variant.Rotation.RETIRED)
+        .exclude(feature_set_id__in=judged.values("feature_set_id"))
+        .update(searched_publicly_at=Coalesce(F("searched_publicly_at"), Now()))
     )
     return marked == 1
 
@@ -358,6 +382,7 @@ def _spooled(upload, suffix: str):
 
 
 def _create_variants(names: list[str], metrics: list[str], feature_set: FeatureSet, description: str) -> list[Variant]:
+    _refuse_if_searched(feature_set.pk)
     variants = [
         Variant.objects.create(name=name, description=description, feature_set=feature_set, metric=metric)
         for name, metric in zip(names, metrics, strict=True)

@@ -266,6 +266,9 @@ class SearchModels(SearchView):
         return Response(SearchModelsOut({"default": default, "models": models, "detail": detail}).data)
 
 
+MULTIPART_SLACK = 64 * 1024  # the form's other fields and boundaries around the photo
+
+
 class Search(SearchView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
@@ -274,6 +277,13 @@ class Search(SearchView):
         responses={200: SearchOut, **{code: ErrorOut for code in (400, 403, 404, 409, 429, 503)}},
     )
     def post(self, request):
+        # Refused before the body is parsed: Django would otherwise spool any size of upload to a temporary file.
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        limit = settings.VSEARCH_SEARCH_MAX_BYTES
+        if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
+            raise InvalidInput(
+                f"The photo cannot be searched: the request is {int(length):,} bytes, over the limit of {limit:,}."
+            )
         data = SearchIn(data=request.data)
         data.is_valid(raise_exception=True)
         given = data.validated_data

@@ -3,10 +3,11 @@
 A voter who could search with a model in the rotation could learn which model made a card: search the card's
 query item (or a photo of it) with model M and compare with the card's match. So:
 - staff may search with any model that can search; by default the live leaderboard's leader;
-- everyone else only with a model that has left the rotation for good (retired): by default the model staff
-  chose as the search model once it is retired, else the retired model ranked highest on the public leaderboard.
-  With no retired model, search is for staff only. A model the public has searched with stays retired
-  (matching.services.variant_set_rotation refuses to bring it back): voters would recognise its cards.
+- everyone else only with a model that has left the rotation for good (retired), and only while no model on the
+  same features is judged (they find nearly the same neighbours): by default the model staff chose as the search
+  model, else the retired model ranked highest on the public leaderboard. With none, search is for staff only.
+- once the public has searched with a model, no model on its features joins the rotation again, and no new one is
+  made on them (matching.services refuses both): voters would recognise their cards.
 
 The engine (featurizer, features, index, once per process) is matching.search; this module chooses the model.
 """
@@ -26,6 +27,10 @@ NO_PUBLIC_MODEL = (
     "judging would tell them which model made a card."
 )
 STAFF_ONLY = "Only staff can search with a model that is still in the rotation (or paused): it would unblind voters."
+SHARED_FEATURES = (
+    "Only staff can search with this model for now: a model on the same features is still in the rotation (or "
+    "paused), and it finds nearly the same neighbours."
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,14 @@ def _ready():
     return Variant.objects.filter(status=Variant.Status.READY).exclude(metric="random").select_related("feature_set")
 
 
+def _public():
+    """Retired models none of whose feature-mates are judged: a model in the rotation on the same features finds
+    nearly the same neighbours, so searching with its retired sibling would unblind its cards just the same."""
+    judged = Variant.objects.exclude(rotation=Variant.Rotation.RETIRED).filter(feature_set__isnull=False)
+    retired = _ready().filter(rotation=Variant.Rotation.RETIRED)
+    return retired.exclude(feature_set_id__in=judged.values("feature_set_id"))
+
+
 def search_models(*, staff: bool) -> list[SearchModel]:
     """The models this user may search with, the default first."""
     if staff:
@@ -51,7 +64,7 @@ def search_models(*, staff: bool) -> list[SearchModel]:
         variants = _ready()
     else:
         rows = leaderboard.public_snapshot().rows
-        variants = _ready().filter(rotation=Variant.Rotation.RETIRED).order_by("-search_model", "id")
+        variants = _public()
     order = {row.variant_id: rank for rank, row in enumerate(rows)}
     chosen_first = not staff  # staff's own default is the leader; the public's is staff's choice, once retired
 
@@ -69,6 +82,8 @@ def search_model_for(*, staff: bool, requested: int | None) -> Variant:
             raise NotFound(f"There is no model #{requested}.")
         if not staff and variant.rotation != Variant.Rotation.RETIRED:
             raise Forbidden(STAFF_ONLY)
+        if not staff and not _public().filter(pk=variant.pk).exists():
+            raise Forbidden(SHARED_FEATURES)
         return variant
     models = search_models(staff=staff)
     if not models:

@@ -211,6 +211,10 @@ VSEARCH_MAX_UPLOAD_BYTES = env_int("VSEARCH_MAX_UPLOAD_BYTES", 600 * 1024 * 1024
 # fastest on a 2-core CPU (ResNet-50 16.2 img/s vs 11.5 at 32: docs/BENCHMARKS.md); a worker process for
 # decoding only competed with torch for the cores.
 VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 8, minimum=1)
+# Threads of the map's t-SNE. On the shared 2-core machine 2 threads took 198 s for 10k items where 1 took 80 s, and
+# 17 s for 1k where 1 took 5.6 (docs/BENCHMARKS.md, layout): its threads wait on each other when the cores are
+# busy. Raise it on a worker with cores of its own.
+VSEARCH_LAYOUT_THREADS = env_int("VSEARCH_LAYOUT_THREADS", 1, minimum=1)
 VSEARCH_LOADER_WORKERS = env_int("VSEARCH_LOADER_WORKERS", 0, minimum=0)
 # Up to this many items, pairs come from exact brute-force search (perfect recall). For l2, cosine and
 # hamming (a matrix multiply) exact beat Annoy at recall@10 >= 0.95 by 1.4-10x at 1k-10k items; at 100k

@@ -153,12 +153,13 @@ def test_the_map_is_for_staff_only(browser_context, live_server, map_world):
 
 @pytest.fixture
 def search_world(served, demo_catalog):
-    """The 30-item demo catalog with two colour-histogram models, one of them retired (public search uses it)."""
+    """The 30-item demo catalog with a retired colour-histogram model (public search uses it) and, on other
+    features, an untrained ResNet-18 in the rotation (staff only)."""
     from matching.models import Variant
     from matching.services import variant_create, variant_set_rotation
 
     retired = variant_create(featurizer="colour-histogram", layer="hsv", metric="l2", k=5)
-    active = variant_create(featurizer="colour-histogram", layer="hsv", metric="cosine", k=5)
+    active = variant_create(featurizer="resnet18", layer="penultimate", metric="cosine", k=5)
     assert retired.status == active.status == Variant.Status.READY
     variant_set_rotation(variant=retired, rotation="retired")
     return {"retired": retired, "active": active, "items": demo_catalog}

@@ -20,7 +20,7 @@ from matching.services import variant_create, variant_set_rotation, variant_set_
 from matching.storage import media_path
 from tests.conftest import patterned_png, png_bytes
 from tests.voting.conftest import add_votes, browser
-from voting.search import NO_PUBLIC_MODEL, STAFF_ONLY
+from voting.search import NO_PUBLIC_MODEL, SHARED_FEATURES, STAFF_ONLY
 from voting.throttles import SearchIPRateThrottle, SearchRateThrottle
 
 
@@ -40,6 +40,12 @@ def models(demo_catalog) -> dict[str, Variant]:
     }
     assert all(v.status == Variant.Status.READY for v in built.values()), [v.error for v in built.values()]
     return built
+
+
+def retire_histograms(models) -> None:
+    """Both colour-histogram models out of the rotation: the public may search with them (they share features)."""
+    for metric in ("l2", "cosine"):
+        variant_set_rotation(variant=models[metric], rotation="retired")
 
 
 def photo(data: bytes, name: str = "photo.png") -> SimpleUploadedFile:
@@ -103,6 +109,34 @@ def test_search_by_item_gives_the_models_stored_pairs(models, demo_catalog, staf
     assert [r["item"] for r in body["results"]] == [m for m, _ in stored_pairs]
     assert [r["distance"] for r in body["results"]] == pytest.approx([d for _, d in stored_pairs], abs=1e-5)
     assert item.pk not in [r["item"] for r in body["results"]]  # never the item itself
+
+
+def test_more_neighbours_than_the_model_stored_come_from_its_searcher_and_begin_with_its_pairs(
+    models, demo_catalog, staff
+):
+    variant = models["l2"]
+    item = demo_catalog[9]
+
+    stored = search(staff, item=item.pk, model=variant.pk, k=variant.k).json()["results"]
+    more = search(staff, item=item.pk, model=variant.pk, k=variant.k + 5).json()["results"]
+
+    assert len(more) == variant.k + 5 and item.pk not in [r["item"] for r in more]
+    assert [r["item"] for r in more[: variant.k]] == [r["item"] for r in stored]
+    assert [r["distance"] for r in more[: variant.k]] == pytest.approx([r["distance"] for r in stored], abs=1e-5)
+
+
+def test_a_model_whose_pairs_came_from_annoy_searches_with_its_annoy_index(demo_catalog, staff, settings):
+    settings.VSEARCH_EXACT_MAX_ITEMS = 10  # 30 items: over the limit, so the pairs (and searches) use Annoy
+    variant = variant_create(featurizer="colour-histogram", layer="hsv", metric="l2", k=3)
+    assert variant.status == Variant.Status.READY and variant.pairs_search == "annoy"
+    item = demo_catalog[6]
+
+    by_photo = search(staff, image=photo(image_of(item)), model=variant.pk, k=5).json()["results"]
+    by_item = search(staff, item=item.pk, model=variant.pk, k=8).json()["results"]
+
+    assert type(engine.engine_for(variant).searcher).__name__ == "AnnoySearch"
+    assert by_photo[0]["item"] == item.pk and by_photo[0]["distance"] == pytest.approx(0.0, abs=1e-5)
+    assert len(by_item) == 8 and item.pk not in [r["item"] for r in by_item]
 
 
 def test_the_distances_are_the_models_own_metric(models, demo_catalog, staff):
@@ -195,7 +229,7 @@ def test_a_bad_photo_gets_a_clear_400_and_nothing_is_stored(models, staff, clien
         "too many bytes": lambda: png_bytes(size=(10, 10)) + b"\0" * 6000,
         "too many pixels": lambda: png_bytes(size=(101, 100)),
     }.get(data, lambda: data)()
-    variant_set_rotation(variant=models["l2"], rotation="retired")  # the public may search with it
+    retire_histograms(models)  # the public may search with them
     before = stored()
 
     for user in (staff, client):
@@ -206,6 +240,20 @@ def test_a_bad_photo_gets_a_clear_400_and_nothing_is_stored(models, staff, clien
         )
 
     assert stored() == before  # not even the public model's mark
+
+
+def test_a_request_far_over_the_limit_is_refused_before_it_is_read(models, staff, settings, monkeypatch):
+    from django.http.multipartparser import MultiPartParser
+
+    settings.VSEARCH_SEARCH_MAX_BYTES = 5000
+    parsed = []
+    monkeypatch.setattr(MultiPartParser, "parse", lambda self: parsed.append(1))
+    before = stored()
+
+    response = search(staff, image=photo(b"\0" * 200_000), model=models["l2"].pk)
+
+    assert response.status_code == 400 and "over the limit of 5,000" in response.json()["detail"]
+    assert parsed == [] and stored() == before
 
 
 @pytest.mark.parametrize(
@@ -300,7 +348,7 @@ def test_a_rebuilt_model_is_loaded_again(models, demo_catalog, staff, monkeypatc
 def test_public_search_is_throttled_like_voting_and_staff_are_not(models, demo_catalog, staff, monkeypatch):
     monkeypatch.setitem(SearchRateThrottle.THROTTLE_RATES, "search", "3/min")
     monkeypatch.setitem(SearchIPRateThrottle.THROTTLE_RATES, "search_ip", "100/min")
-    variant_set_rotation(variant=models["l2"], rotation="retired")
+    retire_histograms(models)
     voter = browser()
 
     answers = [search(voter, item=demo_catalog[0].pk).status_code for _ in range(4)]
@@ -312,7 +360,7 @@ def test_public_search_is_throttled_like_voting_and_staff_are_not(models, demo_c
 def test_a_cleared_cookie_does_not_reset_the_address_limit(models, demo_catalog, monkeypatch):
     monkeypatch.setitem(SearchRateThrottle.THROTTLE_RATES, "search", "100/min")
     monkeypatch.setitem(SearchIPRateThrottle.THROTTLE_RATES, "search_ip", "2/min")
-    variant_set_rotation(variant=models["l2"], rotation="retired")
+    retire_histograms(models)
 
     answers = [search(browser(), item=demo_catalog[0].pk).status_code for _ in range(3)]
 
@@ -332,12 +380,24 @@ def test_with_no_model_out_of_the_rotation_the_public_cannot_search(models, demo
 
 @pytest.mark.parametrize("rotation", ["active", "paused"])
 def test_the_public_may_not_name_a_model_voters_are_or_may_again_be_judging(models, demo_catalog, client, rotation):
-    variant_set_rotation(variant=models["cosine"], rotation="retired")  # public search is open...
     variant_set_rotation(variant=models["l2"], rotation=rotation)
 
     response = search(client, item=demo_catalog[0].pk, model=models["l2"].pk)
 
-    assert response.status_code == 403 and response.json()["detail"] == STAFF_ONLY  # ...but not with this one
+    assert response.status_code == 403 and response.json()["detail"] == STAFF_ONLY
+
+
+def test_a_retired_model_whose_feature_mate_is_still_judged_is_not_for_the_public(models, demo_catalog, client):
+    """l2 and cosine on the same colour histograms find nearly the same neighbours: searching with retired l2
+    would tell voters which cards active cosine made."""
+    variant_set_rotation(variant=models["l2"], rotation="retired")
+
+    listed = client.get("/api/search/models").json()
+    named = search(client, item=demo_catalog[0].pk, model=models["l2"].pk)
+
+    assert listed["models"] == [] and listed["default"] is None
+    assert named.status_code == 403 and named.json()["detail"] == SHARED_FEATURES
+    assert Variant.objects.get(pk=models["l2"].pk).searched_publicly_at is None
 
 
 def test_staff_may_search_with_a_model_in_the_rotation(models, demo_catalog, staff):
@@ -346,29 +406,32 @@ def test_staff_may_search_with_a_model_in_the_rotation(models, demo_catalog, sta
     assert search(staff, item=demo_catalog[0].pk, model=models["l2"].pk).status_code == 200
 
 
-def test_a_retired_model_serves_public_search_and_then_stays_retired(models, demo_catalog, client):
+def test_once_the_public_searched_with_a_model_no_model_on_its_features_is_judged_again(models, demo_catalog, client):
     from matching.services import VariantSearchedPublicly
 
-    variant_set_rotation(variant=models["l2"], rotation="retired")
+    retire_histograms(models)
 
-    body = search(client, item=demo_catalog[0].pk).json()
+    body = search(client, item=demo_catalog[0].pk, model=models["l2"].pk).json()
 
-    assert body["model"]["id"] == models["l2"].pk  # named: it is out of the rotation for good
-    variant = Variant.objects.get(pk=models["l2"].pk)
-    assert variant.searched_publicly_at is not None
-    for rotation in ("active", "paused"):
-        with pytest.raises(VariantSearchedPublicly, match="stays retired"):
-            variant_set_rotation(variant=variant, rotation=rotation)
-    assert Variant.objects.get(pk=variant.pk).rotation == "retired"
+    assert body["model"] == {"id": models["l2"].pk, "name": models["l2"].name}  # named: no longer judged
+    assert Variant.objects.get(pk=models["l2"].pk).searched_publicly_at is not None
+    for metric in ("l2", "cosine"):  # itself, and its feature-mate
+        for rotation in ("active", "paused"):
+            with pytest.raises(VariantSearchedPublicly, match="would recognise the cards"):
+                variant_set_rotation(variant=Variant.objects.get(pk=models[metric].pk), rotation=rotation)
+    with pytest.raises(VariantSearchedPublicly):  # nor a new model on those features
+        variant_create(featurizer="colour-histogram", layer="hsv", metric="hamming")
+    assert set(Variant.objects.exclude(metric="random").values_list("rotation", flat=True)) == {"retired"}
+    assert variant_set_rotation(variant=models["random"], rotation="paused").rotation == "paused"  # others may
 
 
 def test_resuming_a_publicly_searched_model_through_the_api_is_a_409(models, demo_catalog, client, staff):
-    variant_set_rotation(variant=models["l2"], rotation="retired")
+    retire_histograms(models)
     search(client, item=demo_catalog[0].pk)
 
     response = staff.post(f"/api/variants/{models['l2'].pk}/rotation", {"rotation": "active"}, format="json")
 
-    assert response.status_code == 409 and "stays retired" in response.json()["detail"]
+    assert response.status_code == 409 and "would recognise the cards" in response.json()["detail"]
 
 
 def test_a_retired_model_nobody_searched_with_may_come_back(models):
@@ -378,8 +441,7 @@ def test_a_retired_model_nobody_searched_with_may_come_back(models):
 
 
 def test_the_public_uses_staffs_search_model_once_it_is_retired(models, demo_catalog, client, staff):
-    for variant in (models["l2"], models["cosine"]):
-        variant_set_rotation(variant=variant, rotation="retired")
+    retire_histograms(models)
     add_votes(models["l2"], dope=40, nope=0)  # l2 would lead the retired models on the leaderboard
     response = staff.post(f"/api/variants/{models['cosine'].pk}/search-model")
     assert response.status_code == 200 and response.json()["search_model"] is True
@@ -438,3 +500,24 @@ def test_search_answers_are_never_cached(models, demo_catalog, staff):
     response = search(staff, item=demo_catalog[0].pk)
 
     assert response["Cache-Control"] == "private, no-store"
+
+
+def test_the_admin_cannot_bring_back_a_publicly_searched_model_either(models, demo_catalog, client):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    retire_histograms(models)
+    search(client, item=demo_catalog[0].pk, model=models["l2"].pk)
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", password="pw-for-tests-only"))
+
+    form = admin.get(f"/admin/matching/variant/{models['cosine'].pk}/change/")
+    resumed = admin.post(
+        "/admin/matching/variant/",
+        {"action": "resume", "_selected_action": [models["l2"].pk, models["cosine"].pk]},
+        follow=True,
+    )
+
+    assert form.status_code == 200 and 'name="rotation"' not in form.content.decode()  # shown, not editable
+    assert "would recognise the cards" in resumed.content.decode()
+    assert set(Variant.objects.exclude(metric="random").values_list("rotation", flat=True)) == {"retired"}

@@ -8,8 +8,9 @@
  * POST /api/search (the model's own searcher), and are ringed and linked on the map.
  *
  * document.body.dataset.state: loading | ready | empty | error. The canvas carries data-drawn (points drawn in
- * the last frame), data-thumbs (thumbnails drawn) and data-view ({"scale", "x", "y"}: a point at unit
- * coordinates (u, v) is drawn at CSS pixel (u * scale + x, v * scale + y) of the canvas).
+ * the last frame), data-thumbs (thumbnails drawn), data-view ({"scale", "x", "y"}: a point at unit
+ * coordinates (u, v) is drawn at CSS pixel (u * scale + x, v * scale + y) of the canvas), data-frames (frames
+ * drawn so far) and data-ms (how long the last one took to draw).
  */
 import { detailOf, request } from "./api.js";
 
@@ -65,6 +66,7 @@ let pollTimer = null;
 const thumbs = new Map(); // url -> HTMLImageElement (insertion order: oldest first)
 let inView = new Int32Array(0);
 let lastBox = 0; // thumbnail size in the last frame (0: dots)
+let frames = 0;
 
 function setState(next) {
   document.body.dataset.state = next;
@@ -309,6 +311,8 @@ function thumbFor(url) {
 
 function draw() {
   scheduled = false;
+  const started = performance.now();
+  frames += 1;
   const { w, h, dpr } = size;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
@@ -381,6 +385,8 @@ function draw() {
   }
   canvas.dataset.drawn = String(count);
   canvas.dataset.thumbs = String(thumbsDrawn);
+  canvas.dataset.frames = String(frames);
+  canvas.dataset.ms = (performance.now() - started).toFixed(2); // this frame's drawing (bench/map_page.py)
 }
 
 function screenOf(i) {
