@@ -1,5 +1,5 @@
-"""Pages: the swipe page and leaderboard (shells over the JSON API); the staff pages: models (a plain form and the
-variant table), compare and examples (shells over the staff API)."""
+"""Pages: the swipe page, leaderboard and search (shells over the JSON API); the staff pages: models (a plain form
+and the variant table), compare and examples (shells over the staff API) and the map (a canvas over the JSON API)."""
 
 import functools
 
@@ -30,6 +30,13 @@ def swipe(request: HttpRequest) -> HttpResponse:
 @require_safe
 def leaderboard(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/leaderboard.html")
+
+
+@require_safe
+@ensure_csrf_cookie  # search.js sends X-CSRFToken with its POST (staff sessions need it)
+def search(request: HttpRequest) -> HttpResponse:
+    """Search by photo (a shell over POST /api/search; which models one may use is the API's rule)."""
+    return render(request, "frontend/search.html", {"max_mb": settings.VSEARCH_SEARCH_MAX_BYTES // (1024 * 1024)})
 
 
 def staff_only(view):
@@ -91,6 +98,14 @@ def staff_examples(request: HttpRequest, variant_id: int) -> HttpResponse:
     """One model's most approved and most rejected cards (a shell over GET /api/leaderboard/<id>/examples)."""
     variant = get_object_or_404(Variant, pk=variant_id)
     return render(request, "frontend/examples.html", {"variant": variant, "staff_page": "examples"})
+
+
+@staff_only
+@require_safe
+@ensure_csrf_cookie  # map.js asks for neighbours (POST /api/search) and for maps to be laid out
+def staff_map(request: HttpRequest) -> HttpResponse:
+    """The map of a feature space: a canvas over GET /api/maps/<id>, neighbours from POST /api/search."""
+    return render(request, "frontend/map.html")
 
 
 @staff_only

@@ -2,9 +2,10 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from matching.models import FeatureSet, Item, Variant
-from matching.services import variant_rebuild, variant_set_rotation
+from matching.models import FeatureSet, Item, Layout, Variant
+from matching.services import variant_rebuild, variant_set_rotation, variant_set_search_model
 from matching.signals import deletion_blockers
+from vsearch_site.errors import DomainError
 
 
 @admin.register(Item)
@@ -26,6 +27,13 @@ class ItemAdmin(admin.ModelAdmin):
 class FeatureSetAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "dim", "n_items", "seconds", "error"]
     list_filter = ["status", "featurizer"]
+
+
+@admin.register(Layout)
+class LayoutAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "n_items", "seconds", "ready_at", "error"]
+    list_filter = ["status"]
+    readonly_fields = ["feature_set", "status", "error", "path", "n_items", "seconds", "claimed_by", "heartbeat_at"]
 
 
 @admin.action(description="Pause (leave the rotation, keep votes)")
@@ -50,17 +58,47 @@ def rebuild(modeladmin, request, queryset):
     messages.success(request, "Queued again.")
 
 
+@admin.action(description="Make it public search's model (used once retired)")
+def make_search_model(modeladmin, request, queryset):
+    if queryset.count() != 1:
+        messages.error(request, "Choose exactly one variant as the search model.")
+        return
+    try:
+        variant = variant_set_search_model(variant=queryset.get())
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{variant.name} is the search model (the public can use it once it is retired).")
+
+
 def _rotate(request, queryset, rotation: str) -> None:
+    done = 0
     for variant in queryset:
-        variant_set_rotation(variant=variant, rotation=rotation)
-    messages.success(request, f"{queryset.count()} variant(s): {rotation}.")
+        try:
+            variant_set_rotation(variant=variant, rotation=rotation)
+        except DomainError as exc:
+            messages.error(request, str(exc))
+        else:
+            done += 1
+    messages.success(request, f"{done} variant(s): {rotation}.")
 
 
 @admin.register(Variant)
 class VariantAdmin(admin.ModelAdmin):
-    list_display = ["name", "metric", "status", "stage", "progress_pct", "rotation", "p_at_1", "recall_at_k", "error"]
+    list_display = [
+        "name",
+        "metric",
+        "status",
+        "stage",
+        "progress_pct",
+        "rotation",
+        "search_model",
+        "p_at_1",
+        "recall_at_k",
+        "error",
+    ]
     list_filter = ["status", "rotation", "metric"]
-    actions = [pause, retire, resume, rebuild]
+    actions = [pause, retire, resume, rebuild, make_search_model]
     readonly_fields = [
         "search",  # changed through the staff page or API, which rebuild the pairs (variant_set_search)
         "n_trees",
@@ -77,7 +115,15 @@ class VariantAdmin(admin.ModelAdmin):
         "recall_at_k",
         "started_at",
         "ready_at",
+        "searched_publicly_at",
     ]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        searched = Variant.objects.filter(searched_publicly_at__isnull=False)
+        if obj is not None and obj.feature_set_id and searched.filter(feature_set_id=obj.feature_set_id).exists():
+            fields.append("rotation")  # it stays retired: see matching.services.variant_set_rotation
+        return fields
 
     def get_deleted_objects(self, objs, request):
         """A variant with votes is listed as protected: the admin then refuses to delete it, and says why."""

@@ -1,4 +1,5 @@
-"""Staff API for scripts (token or session auth): upload models, watch builds, pause/retire/resume."""
+"""Staff API for scripts (token or session auth): upload models, watch builds, pause/retire/resume, choose the
+public search model, and the maps of the feature spaces."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from matching import services
-from matching.models import Variant
-from matching.serializers import RotationIn, SearchIn, UploadIn, VariantOut
+from matching import dispatch, selectors, services
+from matching.models import FeatureSet, Variant
+from matching.serializers import MapOut, MapSummaryOut, RotationIn, SearchIn, UploadIn, VariantOut
 from vsearch_site.errors import ErrorOut
 from vsearch_site.parsers import JSONParser
 
@@ -75,3 +76,45 @@ class VariantSearch(StaffView):
         data.is_valid(raise_exception=True)
         changed = services.variant_set_search(variant=variant, **data.validated_data)
         return Response(VariantOut(changed).data, status=201 if changed.pk != variant.pk else 200)
+
+
+class VariantSearchModel(StaffView):
+    @extend_schema(request=None, responses={200: VariantOut, 400: ErrorOut, 404: ErrorOut, **STAFF_ERRORS})
+    def post(self, request, variant_id: int):
+        """Make this model the one public search uses once it is retired (DELETE: no choice)."""
+        variant = services.variant_set_search_model(variant=get_object_or_404(Variant, pk=variant_id))
+        return Response(VariantOut(variant).data)
+
+    @extend_schema(request=None, responses={204: None, **STAFF_ERRORS})
+    def delete(self, request, variant_id: int):
+        if Variant.objects.filter(pk=variant_id, search_model=True).exists():
+            services.variant_set_search_model(variant=None)
+        return Response(status=204)
+
+
+MapsOut = inline_serializer("MapsOut", {"maps": MapSummaryOut(many=True)})
+
+
+class MapList(StaffView):
+    @extend_schema(operation_id="maps_list", responses={200: MapsOut, **STAFF_ERRORS})
+    def get(self, request):
+        return Response({"maps": MapSummaryOut(selectors.map_summaries(), many=True).data})
+
+
+class MapDetail(StaffView):
+    @extend_schema(responses={200: MapOut, 404: ErrorOut, **STAFF_ERRORS})
+    def get(self, request, feature_set_id: int):
+        feature_set = get_object_or_404(FeatureSet, pk=feature_set_id, status=FeatureSet.Status.READY)
+        response = Response(MapOut(selectors.map_points(feature_set=feature_set)).data)
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+class MapBuild(StaffView):
+    @extend_schema(request=None, responses={202: MapSummaryOut, 404: ErrorOut, 503: ErrorOut, **STAFF_ERRORS})
+    def post(self, request, feature_set_id: int):
+        """Lay the feature set out again if its map is missing, failed or stale (a current map is kept)."""
+        feature_set = get_object_or_404(FeatureSet, pk=feature_set_id, status=FeatureSet.Status.READY)
+        dispatch.enqueue_layout(feature_set.pk)
+        summary = next(m for m in selectors.map_summaries() if m.feature_set.pk == feature_set.pk)
+        return Response(MapSummaryOut(summary).data, status=202)

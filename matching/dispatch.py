@@ -19,10 +19,13 @@ from django.db import close_old_connections, transaction
 
 from matching import pipeline
 from matching.models import Variant
+from vsearch_site.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-STEP_TASKS = ("matching.featurize", "matching.index", "matching.pairs", "matching.evaluate")
+# The map (matching.layout) comes last: the variant is ready for voters before its features are laid out.
+STEP_TASKS = ("matching.featurize", "matching.index", "matching.pairs", "matching.evaluate", "matching.layout")
+LAYOUT_TASK = "matching.feature_set_layout"
 # One build at a time: featurizing already uses every core, and SQLite has one writer.
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsearch-build")
 _futures: list[Future] = []
@@ -74,6 +77,34 @@ def enqueue_build(variant_id: int) -> None:
             _futures.append(_executor.submit(_run_in_thread, variant_id))
 
     transaction.on_commit(send)
+
+
+def enqueue_layout(feature_set_id: int) -> None:
+    """Lay out a feature set's map (inline in eager mode). Nothing waits on a map, so with the broker down this
+    says so (Unavailable) rather than remembering it: staff can simply ask again."""
+    mode = settings.VSEARCH_TASKS
+    if mode == "eager":
+        pipeline.feature_set_layout(feature_set_id=feature_set_id)
+    elif mode == "celery":
+        from kombu.exceptions import OperationalError as BrokerError
+
+        try:
+            signature(LAYOUT_TASK, args=(feature_set_id,), immutable=True).apply_async(retry=False)
+        except (BrokerError, ConnectionError, OSError):
+            raise Unavailable("The task broker (Redis) is unreachable: ask for the map again later.") from None
+    else:
+        _futures[:] = [f for f in _futures if not f.done()]
+        _futures.append(_executor.submit(_layout_in_thread, feature_set_id))
+
+
+def _layout_in_thread(feature_set_id: int) -> None:
+    close_old_connections()
+    try:
+        pipeline.feature_set_layout(feature_set_id=feature_set_id)
+    except Exception:
+        log.exception("map of feature set %s failed", feature_set_id)
+    finally:
+        close_old_connections()
 
 
 def resend_pending() -> int:

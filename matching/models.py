@@ -184,6 +184,16 @@ class Variant(models.Model):
         default=Search.AUTO,
         help_text="How its pairs are found: part of the model (staff compare exact and approximate search, blind).",
     )
+    search_model = models.BooleanField(
+        default=False,
+        help_text="Staff's choice for public search by photo; the public may use it only once it is retired.",
+    )
+    searched_publicly_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When public search first used it: from then on it may not return to the rotation (voters would "
+        "recognise its cards from their searches).",
+    )
     pairs_search = models.CharField(
         max_length=5, blank=True, help_text="How the pairs were found: exact (small catalogs) or annoy."
     )
@@ -203,6 +213,9 @@ class Variant(models.Model):
                 condition=Q(metric="random") | Q(feature_set__isnull=False), name="variant_needs_features_unless_random"
             ),
             models.CheckConstraint(condition=Q(k__gte=1), name="variant_k_positive"),
+            models.UniqueConstraint(
+                fields=["search_model"], condition=Q(search_model=True), name="variant_one_search_model"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -226,6 +239,26 @@ class Variant(models.Model):
     @property
     def in_rotation(self) -> bool:
         return self.status == self.Status.READY and self.rotation == self.Rotation.ACTIVE
+
+
+class Layout(models.Model):
+    """A feature set's 2-D map (PCA, then t-SNE), built on the workers after featurizing; the file holds the item
+    ids and their coordinates, beside the features in the private build storage."""
+
+    Status = BuildStatus
+
+    feature_set = models.OneToOneField(FeatureSet, on_delete=models.CASCADE, related_name="layout")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    path = models.CharField(max_length=255, blank=True, help_text=".npz (ids, xy) in the private build storage.")
+    n_items = models.PositiveIntegerField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True, help_text="PCA and t-SNE, without the thumbnails.")
+    claimed_by = models.CharField(max_length=100, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"map of {self.feature_set}"
 
 
 class Pair(models.Model):

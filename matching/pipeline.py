@@ -1,6 +1,7 @@
 """The build of a variant, as separate rerunnable steps with files between them:
 
-featurize (features .npy + item ids) -> index (.ann + metadata) -> pairs (MatchPair rows) -> evaluate.
+featurize (features .npy + item ids) -> index (.ann + metadata) -> pairs (MatchPair rows) -> evaluate, and the
+map of its features (layout .npz + thumbnails), which the variant does not wait for.
 
 State lives in the database, so every step is idempotent: a step is claimed with a conditional UPDATE
 (one process runs it; a redelivered copy whose owner is alive does nothing), a finished step is a no-op,
@@ -27,8 +28,10 @@ from matching import featurizers, index, signals
 from matching.evaluation import precision_at, recall_with_ties
 from matching.features import ItemImages, array_save, feature_dir, features_current, features_load
 from matching.featurizers import FeaturizerError
-from matching.models import FeatureSet, Item, MatchPair, Metric, Pair, Variant
-from matching.storage import private_path
+from matching.layout import layout_2d
+from matching.models import FeatureSet, Item, Layout, MatchPair, Metric, Pair, Variant
+from matching.storage import atomic_file, private_path
+from matching.thumbnails import thumbnails_ensure
 from vsearch_site import metrics
 
 log = logging.getLogger(__name__)
@@ -453,7 +456,97 @@ def calibrated_search_k(variant: Variant, annoy: index.AnnoySearch, exact: index
     return search_k
 
 
-STEPS = (variant_featurize, variant_index, variant_pairs, variant_evaluate)
+# ---------------------------------------------------------------------------------------- the map
+
+
+def layout_relative_path(feature_set: FeatureSet) -> str:
+    return f"{feature_dir(feature_set)}/{feature_set.layer}.layout.npz"
+
+
+def layout_current(layout: Layout) -> bool:
+    """The map's file exists and is at least as new as the features it was laid out from."""
+    fs = layout.feature_set
+    if layout.status != Layout.Status.READY or not layout.path or not fs.path:
+        return False
+    target, features = private_path(layout.path), private_path(fs.path)
+    return target.exists() and features.exists() and target.stat().st_mtime >= features.stat().st_mtime
+
+
+def _layout_claim(feature_set_id: int) -> tuple[Layout, str] | None:
+    """Take the feature set's map for this process, or None: a current one exists, or a live process is at it.
+    A conditional UPDATE on the row as read, as `_take` does for a variant's steps."""
+    layout, _ = Layout.objects.get_or_create(feature_set_id=feature_set_id)
+    layout = Layout.objects.select_related("feature_set").get(pk=layout.pk)
+    if layout_current(layout):
+        return None
+    if layout.status == Layout.Status.RUNNING and owner_alive(layout.claimed_by, layout.heartbeat_at):
+        return None
+    owner = _owner()
+    claimed = Layout.objects.filter(pk=layout.pk, status=layout.status, claimed_by=layout.claimed_by).update(
+        status=Layout.Status.RUNNING, claimed_by=owner, heartbeat_at=timezone.now(), error=""
+    )
+    if claimed != 1:
+        return None
+    return layout, owner
+
+
+def feature_set_layout(*, feature_set_id: int) -> Layout | None:
+    """Lay a ready feature set's items out in 2-D (PCA, then t-SNE), written atomically beside the features, and
+    make the thumbnails the map draws. A no-op when a current map exists or another live process is making it;
+    a failure marks the map failed with a message and leaves any earlier file in place."""
+    claim = _layout_claim(feature_set_id)
+    if claim is None:
+        return Layout.objects.filter(feature_set_id=feature_set_id).first()
+    layout, owner = claim
+    mine = Layout.objects.filter(pk=layout.pk, claimed_by=owner)
+
+    def alive(_fraction: float = 0.0) -> None:
+        mine.update(heartbeat_at=timezone.now())
+
+    try:
+        fs = layout.feature_set
+        if fs.status != FeatureSet.Status.READY or not features_current(fs):
+            raise BuildError(f"Features {fs} are not ready ({fs.status}): build a variant on them first.")
+        ids, vectors = features_load(fs)
+        started = time.perf_counter()
+        xy = layout_2d(vectors, seed=0, n_jobs=settings.VSEARCH_LAYOUT_THREADS, heartbeat=alive)
+        seconds = time.perf_counter() - started
+        relative = layout_relative_path(fs)
+        with atomic_file(private_path(relative)) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, ids=np.asarray(ids, dtype=np.int64), xy=xy)
+        wanted = set(ids.tolist())
+        rows = Item.objects.values_list("id", "image", "sha256", "crop_key", "bbox").iterator(chunk_size=2000)
+        thumbnails_ensure((row[1:] for row in rows if row[0] in wanted), progress=alive)
+    except OperationalError:
+        mine.update(claimed_by="")
+        raise  # the database blinked: the task retries
+    except Exception as exc:
+        if not isinstance(exc, BuildError):
+            log.exception("map of feature set %s failed", feature_set_id)
+        message = str(exc) if isinstance(exc, BuildError) else f"{exc.__class__.__name__}: {exc}"
+        mine.update(status=Layout.Status.FAILED, error=message, claimed_by="")
+        return Layout.objects.get(pk=layout.pk)
+    mine.update(
+        status=Layout.Status.READY,
+        path=relative,
+        n_items=len(ids),
+        seconds=seconds,
+        error="",
+        claimed_by="",
+        ready_at=timezone.now(),
+    )
+    return Layout.objects.get(pk=layout.pk)
+
+
+def variant_layout(*, variant_id: int) -> None:
+    """The map of the variant's features, once they are ready (a failed variant's features may still be)."""
+    row = Variant.objects.filter(pk=variant_id).values("feature_set_id", "feature_set__status").first()
+    if row is None or row["feature_set_id"] is None or row["feature_set__status"] != FeatureSet.Status.READY:
+        return
+    feature_set_layout(feature_set_id=row["feature_set_id"])
+
+
+STEPS = (variant_featurize, variant_index, variant_pairs, variant_evaluate, variant_layout)
 
 
 def variant_build_inline(*, variant_id: int) -> Variant:

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from matching.models import Metric, Variant
@@ -29,6 +30,8 @@ class VariantOut(serializers.ModelSerializer):
             "progress",
             "error",
             "rotation",
+            "search_model",
+            "searched_publicly_at",
             "p_at_1",
             "p_at_k",
             "recall_at_k",
@@ -86,3 +89,47 @@ class SearchIn(serializers.Serializer):
         if value == 0:
             raise serializers.ValidationError("search_k must be -1 (calibrated per build) or at least 1.")
         return value
+
+
+class VariantRefOut(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    name = serializers.CharField()
+    metric = serializers.CharField()
+
+
+class MapSummaryOut(serializers.Serializer):
+    feature_set = serializers.IntegerField(source="feature_set.pk")
+    name = serializers.CharField(source="feature_set.__str__")
+    n_items = serializers.IntegerField(source="feature_set.n_items", allow_null=True)
+    status = serializers.ChoiceField(choices=["none", "queued", "running", "ready", "failed"])
+    current = serializers.BooleanField(help_text="Laid out from the feature set's current features.")
+    variants = VariantRefOut(many=True)
+
+
+class MapPointsOut(serializers.Serializer):
+    item = serializers.ListField(child=serializers.IntegerField())
+    x = serializers.ListField(child=serializers.FloatField(), help_text="In [0, 1], aspect kept with y.")
+    y = serializers.ListField(child=serializers.FloatField())
+    category = serializers.ListField(child=serializers.IntegerField(), help_text="An index into categories.")
+    thumbnail = serializers.ListField(child=serializers.CharField())
+
+
+class MapOut(serializers.Serializer):
+    feature_set = serializers.IntegerField(source="feature_set.pk")
+    name = serializers.CharField(source="feature_set.__str__")
+    status = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    current = serializers.BooleanField()
+    seconds = serializers.FloatField(source="layout.seconds", default=None)
+    categories = serializers.ListField(child=serializers.CharField())
+    points = serializers.SerializerMethodField()
+
+    def get_status(self, m) -> str:
+        return m.layout.status if m.layout else "none"
+
+    def get_error(self, m) -> str:
+        return m.layout.error if m.layout else ""
+
+    @extend_schema_field(MapPointsOut)
+    def get_points(self, m) -> dict:
+        return {"item": m.item, "x": m.x, "y": m.y, "category": m.category, "thumbnail": m.thumbnail}

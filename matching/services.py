@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Now
 from PIL import Image, ImageEnhance, ImageOps
 
 from matching import dispatch, signals
@@ -224,6 +226,7 @@ def variant_create(
             feature_set = feature_set_get_or_create(
                 featurizer=featurizer, layer=layer or _default_layer(featurizer), weights=weights
             )
+        _refuse_if_searched(feature_set.pk if feature_set else None)
         name = name or variant_display_name(feature_set, metric, search=search, n_trees=n_trees, search_k=search_k)
         if Variant.objects.filter(name=name).exists():
             raise VariantError(f"A variant named {name!r} already exists.")
@@ -349,10 +352,70 @@ def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:
     """Pause, retire or resume: only rotation changes; pairs and votes are kept."""
     if rotation not in Variant.Rotation.values:
         raise VariantError(f"Unknown rotation {rotation!r}; choose one of {', '.join(Variant.Rotation.values)}.")
-    Variant.objects.filter(pk=variant.pk).update(rotation=rotation)
+    rows = Variant.objects.filter(pk=variant.pk)
+    if rotation != Variant.Rotation.RETIRED:
+        _refuse_if_searched(variant.feature_set_id)
+        # Conditional on the row, so a public search marking it at the same moment cannot slip in between.
+        rows = rows.filter(searched_publicly_at__isnull=True)
+        if variant.feature_set_id is not None:
+            rows = rows.exclude(feature_set_id__in=_searched_features())
+    if rows.update(rotation=rotation) != 1:
+        _refuse_if_searched(variant.feature_set_id)
+        raise VariantError(f"{variant.name} no longer exists.")
     _rotation_changed(variant.pk)
     variant.refresh_from_db()
     return variant
+
+
+class VariantSearchedPublicly(Conflict):
+    """Voters have searched with a model on these features: a model on them in the rotation would not be blind."""
+
+
+def _searched_features():
+    """Feature sets a model the public has searched with uses (a subquery; never NULL, which NOT IN would trip on)."""
+    return Variant.objects.filter(searched_publicly_at__isnull=False, feature_set__isnull=False).values(
+        "feature_set_id"
+    )
+
+
+def _refuse_if_searched(feature_set_id: int | None) -> None:
+    """Public search with a model showed voters its neighbours, and any model on the same features finds nearly the
+    same ones: none of them may be judged (in the rotation) again, nor a new one made on those features."""
+    if feature_set_id is None:
+        return
+    searched = Variant.objects.filter(feature_set_id=feature_set_id, searched_publicly_at__isnull=False).first()
+    if searched is not None:
+        raise VariantSearchedPublicly(
+            f"Voters have searched with {searched.name}, which uses these features: they would recognise the cards "
+            "of any model on them, so those stay out of the rotation. Race different features (weights) instead."
+        )
+
+
+def variant_set_search_model(*, variant: Variant | None) -> Variant | None:
+    """Make `variant` the model public search uses once it is retired (None: no choice, the best retired model
+    is used); at most one is chosen. Its rotation is not changed here: retiring it is a separate, deliberate act."""
+    if variant is not None and variant.metric == Metric.RANDOM:
+        raise VariantError(f"{variant.name} is the random control: it cannot search.")
+    with transaction.atomic():
+        Variant.objects.filter(search_model=True).update(search_model=False)
+        if variant is not None:
+            Variant.objects.filter(pk=variant.pk).update(search_model=True)
+    if variant is not None:
+        variant.refresh_from_db()
+    return variant
+
+
+def variant_mark_searched_publicly(*, variant: Variant) -> bool:
+    """Record that public search used `variant` (from then on no model on its features joins the rotation). False,
+    and nothing written, if it or a model on its features is in the rotation (or paused): the search must not be
+    answered."""
+    judged = Variant.objects.exclude(rotation=Variant.Rotation.RETIRED).filter(feature_set__isnull=False)
+    marked = (
+        Variant.objects.filter(pk=variant.pk, rotation=Variant.Rotation.RETIRED)
+        .exclude(feature_set_id__in=judged.values("feature_set_id"))
+        .update(searched_publicly_at=Coalesce(F("searched_publicly_at"), Now()))
+    )
+    return marked == 1
 
 
 def variant_delete(*, variant: Variant) -> None:
@@ -438,6 +501,7 @@ def _spooled(upload, suffix: str):
 def _create_variants(
     names: list[str], metrics: list[str], feature_set: FeatureSet, description: str, search: dict | None
 ) -> list[Variant]:
+    _refuse_if_searched(feature_set.pk)
     variants = [
         Variant.objects.create(
             name=name, description=description, feature_set=feature_set, metric=metric, **(search or {})

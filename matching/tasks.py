@@ -39,6 +39,16 @@ def evaluate(variant_id: int) -> None:
     pipeline.variant_evaluate(variant_id=variant_id)
 
 
+@shared_task(name="matching.layout", **STEP_OPTIONS)
+def layout(variant_id: int) -> None:
+    pipeline.variant_layout(variant_id=variant_id)
+
+
+@shared_task(name="matching.feature_set_layout", **STEP_OPTIONS)
+def feature_set_layout(feature_set_id: int) -> None:
+    pipeline.feature_set_layout(feature_set_id=feature_set_id)
+
+
 @shared_task(name="matching.resend_pending", ignore_result=True)
 def resend_pending() -> int:
     """Builds sent while the broker was down; on Celery beat's schedule (CELERY_BEAT_SCHEDULE)."""

@@ -16,12 +16,13 @@ from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, 
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from matching.models import Variant
-from voting import export, leaderboard, sampling, selectors, services
+from voting import export, leaderboard, sampling, search, selectors, services
 from voting.identity import remember_voter, voter_from_request, voter_key
 from voting.serializers import (
     CardOut,
@@ -33,6 +34,9 @@ from voting.serializers import (
     LeaderboardOut,
     ReasonIn,
     ReasonOut,
+    SearchIn,
+    SearchModelsOut,
+    SearchOut,
     VotedOut,
     VoteIn,
     vote_in,
@@ -42,6 +46,8 @@ from voting.throttles import (
     IPRateThrottle,
     LeaderboardRateThrottle,
     PairRateThrottle,
+    SearchIPRateThrottle,
+    SearchRateThrottle,
     VoterRateThrottle,
     check_all,
 )
@@ -49,6 +55,7 @@ from voting.tokens import token_issue
 from vsearch_site import metrics
 from vsearch_site.clients import client_address
 from vsearch_site.errors import ErrorOut, InvalidInput, NotFound, Unavailable
+from vsearch_site.parsers import JSONParser
 
 
 class _Csrf(CsrfViewMiddleware):
@@ -289,6 +296,31 @@ class StaffView(APIView):
         return response
 
 
+def _staff(request) -> bool:
+    return bool(request.user and request.user.is_staff)
+
+
+class SearchView(APIView):
+    """Search by photo or item. Throttled like voting (per voter cookie and per address), staff excepted; which
+    models a user may search with is voting.search's rule. Never cached: staff and the public differ."""
+
+    throttle_classes = [SearchRateThrottle, SearchIPRateThrottle]
+
+    def check_throttles(self, request):
+        if _staff(request):
+            return None
+        waits = check_all(self.get_throttles(), request, self)
+        if waits is None:
+            return super().check_throttles(request)
+        if waits:
+            self.throttled(request, max(waits))
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
 class Compare(StaffView):
     @extend_schema(parameters=[CompareIn], responses={200: CompareOut, 400: ErrorOut, 404: ErrorOut, **STAFF_ERRORS})
     def get(self, request):
@@ -333,3 +365,51 @@ class VotesExport(StaffView):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="votes-{stamp}.{fmt}"'
         return response
+
+
+class SearchModels(SearchView):
+    throttle_classes = []
+
+    @extend_schema(responses={200: SearchModelsOut})
+    def get(self, request):
+        staff = _staff(request)
+        models = search.search_models(staff=staff)
+        detail = "" if models else (search.NO_PUBLIC_MODEL if not staff else "No model can search yet.")
+        default = models[0].variant.pk if models else None
+        return Response(SearchModelsOut({"default": default, "models": models, "detail": detail}).data)
+
+
+MULTIPART_SLACK = 64 * 1024  # the form's other fields and boundaries around the photo
+
+
+class Search(SearchView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(
+        request={"multipart/form-data": SearchIn, "application/json": SearchIn},
+        responses={200: SearchOut, **{code: ErrorOut for code in (400, 403, 404, 409, 429, 503)}},
+    )
+    def post(self, request):
+        # Refused before the body is parsed: Django would otherwise spool any size of upload to a temporary file.
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        limit = settings.VSEARCH_SEARCH_MAX_BYTES
+        if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
+            raise InvalidInput(
+                f"The photo cannot be searched: the request is {int(length):,} bytes, over the limit of {limit:,}."
+            )
+        data = SearchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        given = data.validated_data
+        photo = None
+        if "image" in given:
+            upload = given["image"]
+            if upload.size > settings.VSEARCH_SEARCH_MAX_BYTES:  # refused before a byte of it is read
+                raise InvalidInput(
+                    f"The photo cannot be searched: file is {upload.size:,} bytes, over the limit of "
+                    f"{settings.VSEARCH_SEARCH_MAX_BYTES:,}."
+                )
+            photo = upload.read()
+        found = search.search_run(
+            staff=_staff(request), requested=given.get("model"), k=given["k"], photo=photo, item_id=given.get("item")
+        )
+        return Response(SearchOut(found).data)

@@ -209,3 +209,55 @@ class ExamplesOut(serializers.Serializer):
     reasons = serializers.DictField(
         child=serializers.IntegerField(), allow_null=True, help_text=f"Over all the model's cards. {REASONS_HELP}"
     )
+
+
+class SearchIn(serializers.Serializer):
+    image = serializers.FileField(
+        required=False, allow_empty_file=True, help_text="A photo (JPEG, PNG, WebP, GIF, BMP): multipart."
+    )
+    item = serializers.IntegerField(required=False, min_value=1, help_text="Or a catalog item id.")
+    k = serializers.IntegerField(required=False, default=10, min_value=1, max_value=50)
+    model = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="A model id. Default: the leaderboard's leader for staff; for everyone else the search model "
+        "staff chose, once retired. Only staff may name a model in the rotation.",
+    )
+
+
+class SearchModelOut(serializers.Serializer):
+    id = serializers.IntegerField(source="variant.pk")
+    name = serializers.CharField(source="variant.name")
+    rotation = serializers.CharField(source="variant.rotation")
+    photo = serializers.BooleanField(help_text="Searches by photo (a model from uploaded embeddings: by item only).")
+
+
+class SearchModelsOut(serializers.Serializer):
+    default = serializers.IntegerField(allow_null=True)
+    models = SearchModelOut(many=True)
+    detail = serializers.CharField(allow_blank=True)
+
+
+class SearchResultOut(serializers.Serializer):
+    rank = serializers.IntegerField()
+    item = serializers.IntegerField(source="item_id")
+    category = serializers.CharField()
+    image = serializers.CharField()
+    distance = serializers.FloatField(help_text="In the model's metric (cosine as sqrt(2 - 2 cos), as Annoy).")
+
+
+class ModelRefOut(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    name = serializers.CharField()
+
+
+class SearchQueryOut(serializers.Serializer):
+    item = serializers.IntegerField(source="item_id")
+    category = serializers.CharField()
+    image = serializers.CharField()
+
+
+class SearchOut(serializers.Serializer):
+    model = ModelRefOut(source="variant")
+    query = SearchQueryOut(allow_null=True, help_text="The catalog item searched by; null for a photo.")
+    results = SearchResultOut(many=True)

@@ -106,3 +106,15 @@ class LeaderboardRateThrottle(IPRateThrottle):
     """The public leaderboard: per address."""
 
     scope = "leaderboard"
+
+
+class SearchRateThrottle(VoterRateThrottle):
+    """Search: per voter cookie, else per address (as voting)."""
+
+    scope = "search"
+
+
+class SearchIPRateThrottle(IPRateThrottle):
+    """Search: per address (an IPv6 /64), so a cleared cookie does not reset it."""
+
+    scope = "search_ip"

@@ -26,6 +26,10 @@ class InvalidInput(DomainError):
     """The request itself is wrong: fix it before trying again."""
 
 
+class Forbidden(DomainError):
+    """This user may not do that (others may)."""
+
+
 class NotFound(DomainError):
     """What the request refers to does not exist (or no longer does)."""
 
@@ -44,6 +48,7 @@ class Unavailable(DomainError):
 
 STATUS = {
     InvalidInput: status.HTTP_400_BAD_REQUEST,
+    Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -204,6 +204,9 @@ REST_FRAMEWORK = {
         "votes_ip": env_str("VSEARCH_VOTE_IP_RATE") or "6000/min",
         "pairs": env_str("VSEARCH_PAIR_RATE") or "240/min",
         "leaderboard": env_str("VSEARCH_LEADERBOARD_RATE") or "120/min",
+        # Search by photo runs a network per request (40-80 ms of CPU): a person searches a few times a minute.
+        "search": env_str("VSEARCH_SEARCH_RATE") or "30/min",
+        "search_ip": env_str("VSEARCH_SEARCH_IP_RATE") or "300/min",
     },
     "NUM_PROXIES": env_int("VSEARCH_NUM_PROXIES", 0, minimum=0),
     "EXCEPTION_HANDLER": "vsearch_site.errors.exception_handler",
@@ -220,12 +223,18 @@ SPECTACULAR_SETTINGS = {
 # Catalog import limits.
 VSEARCH_MAX_IMAGE_PIXELS = env_int("VSEARCH_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 VSEARCH_MAX_IMAGE_BYTES = env_int("VSEARCH_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1)
+# Search by photo: the largest photo accepted (pixels: VSEARCH_MAX_IMAGE_PIXELS). A 48 Mpx phone JPEG is 10-20 MB.
+VSEARCH_SEARCH_MAX_BYTES = env_int("VSEARCH_SEARCH_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
 # Model uploads.
 VSEARCH_MAX_UPLOAD_BYTES = env_int("VSEARCH_MAX_UPLOAD_BYTES", 600 * 1024 * 1024, minimum=1)
 # Featurization: images per batch, DataLoader workers, and where torchvision keeps weights. Batches of 8 ran
 # fastest on a 2-core CPU (ResNet-50 16.2 img/s vs 11.5 at 32: docs/BENCHMARKS.md); a worker process for
 # decoding only competed with torch for the cores.
 VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 8, minimum=1)
+# Threads of the map's t-SNE. On the shared 2-core machine 2 threads took 198 s for 10k items where 1 took 80 s, and
+# 17 s for 1k where 1 took 5.6 (docs/BENCHMARKS.md, layout): its threads wait on each other when the cores are
+# busy. Raise it on a worker with cores of its own.
+VSEARCH_LAYOUT_THREADS = env_int("VSEARCH_LAYOUT_THREADS", 1, minimum=1)
 VSEARCH_LOADER_WORKERS = env_int("VSEARCH_LOADER_WORKERS", 0, minimum=0)
 # Up to this many items, pairs come from exact brute-force search (perfect recall). For l2, cosine and
 # hamming (a matrix multiply) exact beat Annoy at recall@10 >= 0.95 by 1.4-10x at 1k-10k items; at 100k
@@ -347,5 +356,6 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # Eager task runs would log a line per step; a worker's own log level still applies.
         "celery.app.trace": {"level": "WARNING"},
+        "openTSNE": {"level": "WARNING"},  # a line per optimisation phase of every map
     },
 }

@@ -128,12 +128,13 @@ def test_sample_size_builds_pairs_for_that_many_queries_only(demo_catalog):
     assert MatchPair.objects.filter(variant=variant).count() == 12 * K
 
 
-def test_variants_sharing_a_featurizer_share_one_feature_file(demo_catalog, isolated_private):
+def test_variants_sharing_a_featurizer_share_one_feature_file_and_one_map(demo_catalog, isolated_private):
     l1 = histogram_variant("l1")
     cosine = histogram_variant("cosine")
 
     assert l1.feature_set_id == cosine.feature_set_id
     assert written_files(isolated_private, "features") == [
+        "features/colour-histogram/none/hsv.layout.npz",
         "features/colour-histogram/none/hsv.npy",
         "features/colour-histogram/none/ids.npy",
     ]

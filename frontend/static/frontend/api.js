@@ -1,7 +1,8 @@
 /* The one way the pages talk to the JSON API: fetch() that never throws, CSRF header on writes.
  *
  * request(method, url, body) -> {ok, status, data, retryAfter}; status 0 means no answer,
- * data is always an object (the API's errors carry data.detail).
+ * data is always an object (the API's errors carry data.detail). requestForm(url, formData) posts a
+ * multipart form (a photo) the same way.
  */
 
 function csrfToken() {
@@ -20,6 +21,15 @@ export async function request(method, url, body) {
     headers["X-CSRFToken"] = csrfToken();
     init.body = JSON.stringify(body || {});
   }
+  return send(url, init);
+}
+
+export async function requestForm(url, form) {
+  const headers = { Accept: "application/json", "X-CSRFToken": csrfToken() };
+  return send(url, { method: "POST", headers, credentials: "same-origin", cache: "no-store", body: form });
+}
+
+async function send(url, init) {
   let response;
   try {
     response = await fetch(url, init);

@@ -59,6 +59,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"  {variant.status}: {variant.error}")
         ready = Variant.objects.filter(status=Variant.Status.READY).count()
         self.stdout.write(f"{ready} of {Variant.objects.count()} variants ready.")
+        # Each build lays out its features; maps missing from before (an older install) are made here.
+        call_command("build_maps", worker=worker, stdout=self.stdout, stderr=self.stderr)
 
     def _wait(self, variant: Variant) -> None:
         last = None
