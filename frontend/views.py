@@ -13,8 +13,9 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from matching.featurizers import REGISTRY
 from matching.models import Variant
+from matching.selectors import coverage_of
 from matching.serializers import METRIC_CHOICES, UploadIn
-from matching.services import variant_rebuild, variant_set_rotation, variant_upload
+from matching.services import variant_rebuild, variant_refresh, variant_set_rotation, variant_upload
 from vsearch_site.errors import DomainError
 
 
@@ -62,8 +63,11 @@ def staff(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, f"Uploaded: {', '.join(v.name for v in created)}. Building now.")
                 return redirect("frontend:staff")
+    variants = list(Variant.objects.select_related("feature_set").order_by("-id"))
+    for variant, coverage in zip(variants, coverage_of(variants).values(), strict=True):
+        variant.coverage = coverage  # stale models get a refresh button
     context = {
-        "variants": Variant.objects.select_related("feature_set").order_by("-id"),
+        "variants": variants,
         "architectures": [(k, s.description, s.layer_names) for k, s in REGISTRY.items() if s.accepts_files],
         "metrics": METRIC_CHOICES,
         "error": error,
@@ -91,6 +95,18 @@ def staff_rotation(request: HttpRequest, variant_id: int) -> HttpResponse:
 def staff_rebuild(request: HttpRequest, variant_id: int) -> HttpResponse:
     variant = variant_rebuild(variant=get_object_or_404(Variant, pk=variant_id))
     messages.success(request, f"{variant.name}: queued again.")
+    return redirect("frontend:staff")
+
+
+@staff_only
+@require_POST
+def staff_refresh(request: HttpRequest, variant_id: int) -> HttpResponse:
+    try:
+        variant = variant_refresh(variant=get_object_or_404(Variant, pk=variant_id))
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{variant.name}: refreshing (new items are featurized, then its pairs updated).")
     return redirect("frontend:staff")
 
 

@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from matching.models import FeatureSet, Item, Variant
-from matching.services import variant_rebuild, variant_set_rotation
+from matching.services import ItemProtected, item_delete, variant_rebuild, variant_set_rotation
 from matching.signals import deletion_blockers
 
 
@@ -15,6 +15,20 @@ class ItemAdmin(admin.ModelAdmin):
     readonly_fields = ["thumbnail", "sha256", "image", "width", "height", "crop_key", "created_at"]
     list_per_page = 50
 
+    def delete_model(self, request, obj: Item) -> None:
+        """Through the service: ready models are told (they show as stale until refreshed)."""
+        item_delete(item=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        refused = []
+        for item in queryset:
+            try:
+                item_delete(item=item)
+            except ItemProtected as exc:
+                refused.append(str(exc))
+        for reason in refused:
+            messages.error(request, reason)
+
     @admin.display(description="image")
     def thumbnail(self, item: Item):
         return format_html(
@@ -24,7 +38,7 @@ class ItemAdmin(admin.ModelAdmin):
 
 @admin.register(FeatureSet)
 class FeatureSetAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "dim", "n_items", "seconds", "error"]
+    list_display = ["__str__", "status", "dim", "n_items", "revision", "generation", "seconds", "error"]
     list_filter = ["status", "featurizer"]
 
 

@@ -9,7 +9,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from matching import services
+from matching import selectors, services
 from matching.models import Variant
 from matching.serializers import RotationIn, UploadIn, VariantOut
 from vsearch_site.errors import ErrorOut
@@ -23,10 +23,15 @@ class StaffView(APIView):
     permission_classes = [IsAdminUser]
 
 
+def variants_out(variants) -> list[dict]:
+    variants = list(variants)
+    return VariantOut(variants, many=True, context={"coverage": selectors.coverage_of(variants)}).data
+
+
 class VariantList(StaffView):
     @extend_schema(responses={200: VariantsOut, **STAFF_ERRORS})
     def get(self, request):
-        return Response({"variants": VariantOut(Variant.objects.select_related("feature_set"), many=True).data})
+        return Response({"variants": variants_out(Variant.objects.select_related("feature_set"))})
 
 
 class VariantUpload(StaffView):
@@ -57,3 +62,20 @@ class VariantRebuild(StaffView):
     def post(self, request, variant_id: int):
         variant = services.variant_rebuild(variant=get_object_or_404(Variant, pk=variant_id))
         return Response(VariantOut(variant).data)
+
+
+class VariantRefresh(StaffView):
+    """Bring a ready model up to the catalog: featurize only new items, rebuild its index and the pairs that change."""
+
+    @extend_schema(request=None, responses={200: VariantOut, 404: ErrorOut, 409: ErrorOut, **STAFF_ERRORS})
+    def post(self, request, variant_id: int):
+        variant = services.variant_refresh(variant=get_object_or_404(Variant, pk=variant_id))
+        return Response(VariantOut(variant).data)
+
+
+class VariantsRefreshStale(StaffView):
+    """Refresh every ready model that does not cover the catalog; answers with the ones refreshed."""
+
+    @extend_schema(request=None, responses={200: VariantsOut, **STAFF_ERRORS})
+    def post(self, request):
+        return Response({"variants": variants_out(services.variants_refresh_stale())})

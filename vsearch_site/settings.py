@@ -207,6 +207,9 @@ VSEARCH_MAX_UPLOAD_BYTES = env_int("VSEARCH_MAX_UPLOAD_BYTES", 600 * 1024 * 1024
 # decoding only competed with torch for the cores.
 VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 8, minimum=1)
 VSEARCH_LOADER_WORKERS = env_int("VSEARCH_LOADER_WORKERS", 0, minimum=0)
+# Items per featurizing chunk (a task, a claim and a file each; workers share a run's chunks). A killed worker
+# loses at most one chunk, and the last chunks leave workers idle for at most one chunk's time: CHUNK_NOTE.
+VSEARCH_FEATURIZE_CHUNK = env_int("VSEARCH_FEATURIZE_CHUNK", 512, minimum=1)
 # Up to this many items, pairs come from exact brute-force search (perfect recall). For l2, cosine and
 # hamming (a matrix multiply) exact beat Annoy at recall@10 >= 0.95 by 1.4-10x at 1k-10k items; at 100k
 # (512-d) Annoy won for l2 (2.5x) and lost for cosine and hamming (1.2-1.5x), so the switch is at 50k.

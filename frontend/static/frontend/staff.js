@@ -21,7 +21,8 @@
   syncKind();
   syncLayers();
 
-  const busy = (status) => status === "queued" || status === "running";
+  // A ready model being refreshed stays ready; its stage shows the step under way.
+  const busy = (status, stage) => status === "queued" || status === "running" || (status === "ready" && stage && stage !== "ready");
   async function poll() {
     try {
       const response = await fetch("/api/variants", { headers: { Accept: "application/json" } });
@@ -30,20 +31,21 @@
       let stillBusy = false;
       for (const v of variants) {
         const row = document.querySelector(`[data-testid=variant-row][data-variant-id="${v.id}"]`);
-        if (!row) { if (busy(v.status)) stillBusy = true; continue; }
+        if (!row) { if (busy(v.status, v.stage)) stillBusy = true; continue; }
         const cell = row.querySelector("[data-testid=build]");
-        const wasBusy = busy(cell.dataset.status);
+        const wasBusy = busy(cell.dataset.status, cell.dataset.stage);
         cell.dataset.status = v.status;
+        cell.dataset.stage = v.stage;
         cell.querySelector(".build-stage").textContent = v.status === "running" ? `running · ${v.stage}` : v.status;
         cell.querySelector("progress").value = v.progress;
-        cell.querySelector(".build-error").textContent = v.status === "failed" ? v.error : "";
-        if (busy(v.status)) stillBusy = true;
-        if (wasBusy && !busy(v.status)) { window.location.reload(); return; }
+        cell.querySelector(".build-error").textContent = v.status === "failed" || v.error ? v.error : "";
+        if (busy(v.status, v.stage)) stillBusy = true;
+        if (wasBusy && !busy(v.status, v.stage)) { window.location.reload(); return; }
       }
       if (stillBusy) setTimeout(poll, 2000);
     } catch (e) {
       setTimeout(poll, 5000);
     }
   }
-  if (document.querySelector("[data-testid=build][data-status=queued], [data-testid=build][data-status=running]")) poll();
+  if (document.querySelector("[data-testid=build][data-status=queued], [data-testid=build][data-status=running], [data-testid=build][data-status=ready]:not([data-stage=ready])")) poll();
 })();
