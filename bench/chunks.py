@@ -2,7 +2,7 @@
 cores), the features they write compared with the one-process path, the cost of a chunk, and what the per-image cost
 projects for a catalog of 1M images on N workers.
 
-    nice -n 10 .venv/bin/python -m bench.chunks [--quick] [--n 600] [--featurizer resnet18] [--workers 1,2]
+    nice -n 10 .venv/bin/python -m bench.chunks [--quick] [--n 600] [--featurizer resnet18] [--workers 1,1x1,2]
 
 Needs PostgreSQL and Redis on 127.0.0.1 (a scratch database, Redis db 14, a private queue). The catalog is the demo
 catalog's images (128 px, cached under /tmp), imported into the scratch database.
@@ -26,6 +26,7 @@ from bench.common import (
     django_setup,
     emit,
     heading,
+    load_average,
     postgres_available,
     postgres_create,
     postgres_drop,
@@ -40,11 +41,13 @@ PROJECT_ITEMS = 1_000_000
 PROJECT_WORKERS = (1, 2, 4, 8, 16, 32)
 
 
-def start_workers(count: int, *, queue: str, database_url: str, data_dir: Path, env: dict, log: Path) -> list:
-    """`count` solo-pool workers on one queue, the machine's cores shared out between them (torch threads)."""
+def start_workers(
+    count: int, *, queue: str, database_url: str, data_dir: Path, env: dict, log: Path, threads: int | None = None
+) -> list:
+    """`count` solo-pool workers on one queue; torch threads each: `threads`, else the cores shared out."""
     from django.conf import settings
 
-    threads = max(1, (os.cpu_count() or 1) // count)
+    threads = threads or max(1, (os.cpu_count() or 1) // count)
     environment = dict(
         os.environ,
         DATABASE_URL=database_url,
@@ -114,13 +117,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="120 items")
     parser.add_argument("--n", type=int, help="catalog items (default 600, the demo catalog; quick 120)")
     parser.add_argument("--featurizer", default="resnet18", help="a registered featurizer without a weights file")
-    parser.add_argument("--workers", default="1,2", help="worker counts to compare (comma-separated)")
+    parser.add_argument(
+        "--workers",
+        default="1,1x1,2",
+        help="configurations to compare: N workers with the cores shared out, or NxT: N workers of T torch threads",
+    )
     parser.add_argument(
         "--chunk", type=int, help="items per chunk (default: a twelfth of the catalog, so that workers can share it)"
     )
     args = parser.parse_args()
     n = args.n or (120 if args.quick else 600)
-    counts = [int(c) for c in args.workers.split(",")]
+    counts = [_config(c) for c in args.workers.split(",")]
     why = postgres_available()
     if why or not redis_available():
         raise SystemExit(f"bench.chunks needs PostgreSQL and Redis on 127.0.0.1 ({why or 'Redis unreachable'})")
@@ -137,7 +144,13 @@ def main() -> None:
         postgres_drop(DB_NAME)
 
 
-def _run(*, n: int, counts: list[int], featurizer: str, chunk: int | None, data_dir: Path, db: str) -> None:
+def _config(text: str) -> tuple[int, int]:
+    """`N` (workers, the cores shared out) or `NxT` (workers x torch threads each)."""
+    count, _, threads = text.partition("x")
+    return int(count), int(threads) if threads else max(1, (os.cpu_count() or 1) // int(count))
+
+
+def _run(*, n: int, counts: list[tuple[int, int]], featurizer: str, chunk: int | None, data_dir: Path, db: str) -> None:
     import torch
     from celery import signature
     from django.conf import settings
@@ -166,40 +179,44 @@ def _run(*, n: int, counts: list[int], featurizer: str, chunk: int | None, data_
     one = featurize_anew(variant, send=lambda: pipeline.variant_featurize(variant_id=variant.pk))
     fs = FeatureSet.objects.get(pk=variant.feature_set_id)
     ref_ids, ref_vectors = (np.array(a) for a in features_read(fs))
+    load_before = load_average()
     rows = [["one process, inline", "—", torch.get_num_threads(), f"{one:.1f}", f"{n / one:.2f}", "—", "reference"]]
 
     queue = f"bench-chunks-{uuid.uuid4().hex[:8]}"
     walls = {}
-    for count in counts:
+    for count, threads in counts:
         workers = start_workers(
             count, queue=queue, database_url=db, data_dir=data_dir, env={"VSEARCH_FEATURIZE_CHUNK": str(chunk)},
-            log=data_dir / "worker",
+            log=data_dir / "worker", threads=threads,
         )  # fmt: skip
         try:
             send = signature("matching.featurize", args=(variant.pk,), queue=queue).apply_async
-            walls[count] = featurize_anew(variant, send=send)
+            walls[count, threads] = featurize_anew(variant, send=send)
         finally:
             stop_workers(workers)
         fs.refresh_from_db()
         ids, vectors = features_read(fs)
         same = np.array_equal(ids, ref_ids) and np.array_equal(vectors, ref_vectors)
         difference = "identical" if same else f"differ (max |Δ| {np.abs(np.asarray(vectors) - ref_vectors).max():.2g})"
-        speedup = walls[counts[0]] / walls[count]
-        threads = max(1, (os.cpu_count() or 1) // count)
-        rows.append([f"{count} worker{'s' if count > 1 else ''}", count, threads, f"{walls[count]:.1f}",
-                     f"{n / walls[count]:.2f}", f"{speedup:.2f}×", difference])  # fmt: skip
-    headers = ["path", "workers", "torch threads each", "wall s", "img/s", f"vs {counts[0]} worker(s)", "features"]
+        wall = walls[count, threads]
+        rows.append([f"{count} worker{'s' if count > 1 else ''}", count, threads, f"{wall:.1f}", f"{n / wall:.2f}",
+                     f"{walls[counts[0]] / wall:.2f}×", difference])  # fmt: skip
+    first = f"{counts[0][0]} worker{'s' if counts[0][0] > 1 else ''} × {counts[0][1]} threads"
+    headers = ["path", "workers", "torch threads each", "wall s", "img/s", f"vs {first}", "features"]
     emit(table(headers, rows))
     emit(
         f"\n{n} items in chunks of {chunk} ({-(-n // chunk)} chunks). Wall time: from sending the featurize step to "
-        "the merged features being ready (workers already started, the network built in each worker's first chunk)."
+        "the merged features being ready (workers already started, the network built in each worker's first chunk). "
+        f"Load average before: {load_before}, after: {load_average()}."
     )
 
-    per_image = walls[counts[0]] / n
+    # The cost one worker pays per image: the fastest one-worker configuration measured.
+    base = min((config for config in walls if config[0] == 1), key=walls.get, default=counts[0])
+    per_image = walls[base] / n
     heading(f"Projection: {PROJECT_ITEMS:,} images with {featurizer}")
     bytes_per_item = 4 * sum(dims.values())
     merge = _copy_rate(data_dir)
-    merge_minutes = PROJECT_ITEMS * bytes_per_item / merge / 60
+    merge_seconds = PROJECT_ITEMS * bytes_per_item / merge
     projection = [
         [workers, f"{PROJECT_ITEMS * per_image / workers / 3600:.1f}", -(-PROJECT_ITEMS // default_chunk // workers)]
         for workers in PROJECT_WORKERS
@@ -207,11 +224,12 @@ def _run(*, n: int, counts: list[int], featurizer: str, chunk: int | None, data_
     emit(table(["workers (machines like this one)", "hours featurizing", "chunks per worker"], projection))
     emit(
         f"\nPer-image cost: {per_image * 1000:.0f} ms on one worker with this machine's {os.cpu_count()} cores "
-        f"({counts[0]} worker row above). Chunks are independent, so hours = items × cost / workers; in chunks of "
+        f"(the 1 worker × {base[1]} threads row above, the fastest single worker). Chunks are independent, "
+        "so hours = items × cost / workers; in chunks of "
         f"{default_chunk} (the default) the tail adds at most one chunk ({default_chunk * per_image:.0f} s). "
         "The merge then copies every row once: "
         f"{PROJECT_ITEMS * bytes_per_item / 1e9:.1f} GB at the {merge / 1e6:.0f} MB/s this disk took for a 256 MB "
-        f"copy, about {merge_minutes:.0f} min. Every worker must read the images and write its chunks to the same "
+        f"copy, about {merge_seconds:.0f} s. Every worker must read the images and write its chunks to the same "
         "storage (README: workers on more machines)."
     )
     _chunk_overhead(data_dir=data_dir, db=db, queue=queue)
@@ -263,6 +281,7 @@ def _chunk_overhead(*, data_dir: Path, db: str, queue: str) -> None:
         rows.append([chunk, -(-n // chunk), f"{walls[chunk]:.2f}"])
     per_chunk = (walls[8] - walls[n]) / (-(-n // 8) - 1)
     emit(table(["items per chunk", "chunks", "wall s (1 worker)"], rows))
+    per_chunk = max(per_chunk, 0.0)
     emit(f"\nEach extra chunk cost {per_chunk * 1000:.0f} ms (a task, a claim, progress rows, a file, a merge read).")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import REPO, load_average, machine, table
 
-SCRIPTS = ("featurize", "index", "api", "leaderboard")
+SCRIPTS = ("featurize", "index", "api", "leaderboard", "chunks")
 
 
 def main() -> None:

@@ -341,7 +341,7 @@ def run_merge(*, run_id: int) -> str:
 
 def _merge(run: FeatureRun, owner: str) -> None:
     head = run.feature_set
-    folder = feature_dir(head)
+    folder = _files_dir(head, run.base_revision)
     chunks = list(run.chunks.order_by("number"))
     catalog = catalog_ids()
 
@@ -389,6 +389,16 @@ def _merge(run: FeatureRun, owner: str) -> None:
         FeatureRun.objects.filter(pk=run.pk).delete()
     log.info("%s: revision %d holds %d items (run %d merged)", head, revision, len(ids), run.pk)
     _prune(folder, keep_from=revision - 1)
+
+
+def _files_dir(head: FeatureSet, revision: int | None) -> str:
+    """Where the source's files are: beside those of the revision appended to (uploaded embeddings live in a folder
+    of their own), else its featurizer's folder."""
+    if revision is not None:
+        current = siblings(head).filter(revision=revision).exclude(path="").values_list("path", flat=True).first()
+        if current:
+            return str(Path(current).parent)
+    return feature_dir(head)
 
 
 def _write_layer(run, owner, folder, layer, revision, keep, chunks, chunk_keep, n) -> int:

@@ -368,3 +368,25 @@ def test_the_coverage_command_lists_stale_models_and_refreshes_them(demo_catalog
     assert f"{variant.name}: stale (2 new, 1 removed)" in out and "1 model(s) refreshing." in out
     call_command("coverage")
     assert capsys.readouterr().out.strip() == "Every ready model covers the catalog."
+
+
+def test_uploaded_embeddings_report_items_they_lack_and_a_refresh_drops_deleted_rows(demo_catalog, staff_api):
+    from tests.matching.test_uploads import embeddings_npz, upload
+
+    response = upload(staff_api, kind="embeddings", metrics=["l2"], file=embeddings_npz(demo_catalog[:25]))
+    assert response.status_code == 201, response.json()
+    variant = Variant.objects.get(name="my resnet · l2")
+    assert variant.status == Variant.Status.READY, variant.error
+
+    coverage = variant_coverage(variant)
+    assert (coverage.added, coverage.unembedded, coverage.stale) == (0, 5, False)  # nothing a refresh could add
+    item_delete(item=demo_catalog[0])
+    coverage = variant_coverage(Variant.objects.get(pk=variant.pk))
+    assert (coverage.removed, coverage.unembedded, coverage.stale) == (1, 5, True)
+
+    refreshed = variant_refresh(variant=variant)
+
+    assert refreshed.error == "" and variant_coverage(refreshed).stale is False
+    ids, _ = features_read(FeatureSet.objects.get(pk=variant.feature_set_id))
+    assert sorted(ids.tolist()) == [item.pk for item in demo_catalog[1:25]]
+    assert set(rows_of(refreshed)) == {item.pk for item in demo_catalog[1:25]}
