@@ -67,7 +67,11 @@ class VariantRebuild(StaffView):
 class VariantRefresh(StaffView):
     """Bring a ready model up to the catalog: featurize only new items, rebuild its index and the pairs that change."""
 
-    @extend_schema(request=None, responses={200: VariantOut, 404: ErrorOut, 409: ErrorOut, **STAFF_ERRORS})
+    @extend_schema(
+        operation_id="variant_refresh",
+        request=None,
+        responses={200: VariantOut, 404: ErrorOut, 409: ErrorOut, **STAFF_ERRORS},
+    )
     def post(self, request, variant_id: int):
         variant = services.variant_refresh(variant=get_object_or_404(Variant, pk=variant_id))
         return Response(VariantOut(variant).data)
@@ -76,6 +80,6 @@ class VariantRefresh(StaffView):
 class VariantsRefreshStale(StaffView):
     """Refresh every ready model that does not cover the catalog; answers with the ones refreshed."""
 
-    @extend_schema(request=None, responses={200: VariantsOut, **STAFF_ERRORS})
+    @extend_schema(operation_id="variants_refresh_stale", request=None, responses={200: VariantsOut, **STAFF_ERRORS})
     def post(self, request):
         return Response({"variants": variants_out(services.variants_refresh_stale())})
