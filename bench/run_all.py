@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import REPO, load_average, machine, table
 
-SCRIPTS = ("featurize", "index", "api", "leaderboard", "layout", "search", "map_page")
+SCRIPTS = ("featurize", "index", "api", "leaderboard", "chunks", "layout", "search", "map_page")
 
 
 def main() -> None:

@@ -15,4 +15,5 @@ urlpatterns = [
     path("staff/variants/<int:variant_id>/rotation", views.staff_rotation, name="staff-rotation"),
     path("staff/variants/<int:variant_id>/rebuild", views.staff_rebuild, name="staff-rebuild"),
     path("staff/variants/<int:variant_id>/search", views.staff_search, name="staff-search"),
+    path("staff/variants/<int:variant_id>/refresh", views.staff_refresh, name="staff-refresh"),
 ]

@@ -14,9 +14,15 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from matching.featurizers import REGISTRY
 from matching.models import Variant
-from matching.selectors import query_categories
+from matching.selectors import coverage_of, query_categories
 from matching.serializers import METRIC_CHOICES, SearchIn, UploadIn
-from matching.services import variant_rebuild, variant_set_rotation, variant_set_search, variant_upload
+from matching.services import (
+    variant_rebuild,
+    variant_refresh,
+    variant_set_rotation,
+    variant_set_search,
+    variant_upload,
+)
 from voting.selectors import model_rows
 from vsearch_site.errors import DomainError
 
@@ -72,8 +78,12 @@ def staff(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, f"Uploaded: {', '.join(v.name for v in created)}. Building now.")
                 return redirect("frontend:staff")
+    rows = model_rows()
+    coverage = coverage_of([row.variant for row in rows])
+    for row in rows:
+        row.variant.coverage = coverage[row.variant.pk]  # stale models get a refresh button
     context = {
-        "rows": model_rows(),
+        "rows": rows,
         "architectures": [(k, s.description, s.layer_names) for k, s in REGISTRY.items() if s.accepts_files],
         "metrics": METRIC_CHOICES,
         "error": error,
@@ -145,6 +155,18 @@ def staff_search(request: HttpRequest, variant_id: int) -> HttpResponse:
 def staff_rebuild(request: HttpRequest, variant_id: int) -> HttpResponse:
     variant = variant_rebuild(variant=get_object_or_404(Variant, pk=variant_id))
     messages.success(request, f"{variant.name}: queued again.")
+    return redirect("frontend:staff")
+
+
+@staff_only
+@require_POST
+def staff_refresh(request: HttpRequest, variant_id: int) -> HttpResponse:
+    try:
+        variant = variant_refresh(variant=get_object_or_404(Variant, pk=variant_id))
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{variant.name}: refreshing (new items are featurized, then its pairs updated).")
     return redirect("frontend:staff")
 
 

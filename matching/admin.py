@@ -3,7 +3,13 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from matching.models import FeatureSet, Item, Layout, Variant
-from matching.services import variant_rebuild, variant_set_rotation, variant_set_search_model
+from matching.services import (
+    ItemProtected,
+    item_delete,
+    variant_rebuild,
+    variant_set_rotation,
+    variant_set_search_model,
+)
 from matching.signals import deletion_blockers
 from vsearch_site.errors import DomainError
 
@@ -16,6 +22,20 @@ class ItemAdmin(admin.ModelAdmin):
     readonly_fields = ["thumbnail", "sha256", "image", "width", "height", "crop_key", "created_at"]
     list_per_page = 50
 
+    def delete_model(self, request, obj: Item) -> None:
+        """Through the service: ready models are told (they show as stale until refreshed)."""
+        item_delete(item=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        refused = []
+        for item in queryset:
+            try:
+                item_delete(item=item)
+            except ItemProtected as exc:
+                refused.append(str(exc))
+        for reason in refused:
+            messages.error(request, reason)
+
     @admin.display(description="image")
     def thumbnail(self, item: Item):
         return format_html(
@@ -25,7 +45,7 @@ class ItemAdmin(admin.ModelAdmin):
 
 @admin.register(FeatureSet)
 class FeatureSetAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "dim", "n_items", "seconds", "error"]
+    list_display = ["__str__", "status", "dim", "n_items", "revision", "generation", "seconds", "error"]
     list_filter = ["status", "featurizer"]
 
 

@@ -24,10 +24,15 @@ class StaffView(APIView):
     permission_classes = [IsAdminUser]
 
 
+def variants_out(variants) -> list[dict]:
+    variants = list(variants)
+    return VariantOut(variants, many=True, context={"coverage": selectors.coverage_of(variants)}).data
+
+
 class VariantList(StaffView):
     @extend_schema(responses={200: VariantsOut, **STAFF_ERRORS})
     def get(self, request):
-        return Response({"variants": VariantOut(Variant.objects.select_related("feature_set"), many=True).data})
+        return Response({"variants": variants_out(Variant.objects.select_related("feature_set"))})
 
 
 class VariantUpload(StaffView):
@@ -118,3 +123,24 @@ class MapBuild(StaffView):
         dispatch.enqueue_layout(feature_set.pk)
         summary = next(m for m in selectors.map_summaries() if m.feature_set.pk == feature_set.pk)
         return Response(MapSummaryOut(summary).data, status=202)
+
+
+class VariantRefresh(StaffView):
+    """Bring a ready model up to the catalog: featurize only new items, rebuild its index and the pairs that change."""
+
+    @extend_schema(
+        operation_id="variant_refresh",
+        request=None,
+        responses={200: VariantOut, 404: ErrorOut, 409: ErrorOut, **STAFF_ERRORS},
+    )
+    def post(self, request, variant_id: int):
+        variant = services.variant_refresh(variant=get_object_or_404(Variant, pk=variant_id))
+        return Response(VariantOut(variant).data)
+
+
+class VariantsRefreshStale(StaffView):
+    """Refresh every ready model that does not cover the catalog; answers with the ones refreshed."""
+
+    @extend_schema(operation_id="variants_refresh_stale", request=None, responses={200: VariantsOut, **STAFF_ERRORS})
+    def post(self, request):
+        return Response({"variants": variants_out(services.variants_refresh_stale())})

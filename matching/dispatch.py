@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from celery import chain, signature
+from celery import chain, group, signature
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from matching import pipeline
-from matching.models import Variant
+from matching.models import FeatureChunk, Variant
 from vsearch_site.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,33 @@ def build_signature(variant_id: int, *, queue: str | None = None):
     """The Celery chain of a variant's build steps (each an idempotent task claiming its step)."""
     options = {"queue": queue} if queue else {}
     return chain(*(signature(name, args=(variant_id,), immutable=True, **options) for name in STEP_TASKS))
+
+
+def featurize_chunks_send(run_id: int, *, queue: str | None = None) -> int:
+    """Spread a featurizing run over the workers: one task per chunk not done yet (a group, sent now). Returns how
+    many went out. Any process may embed any chunk: each is claimed once (matching.featurizing)."""
+    options = {"queue": queue} if queue else {}
+    chunks = FeatureChunk.objects.filter(run_id=run_id).exclude(status=FeatureChunk.Status.DONE).order_by("number")
+    tasks = [
+        signature("matching.featurize_chunk", args=(pk,), immutable=True, **options)
+        for pk in chunks.values_list("pk", flat=True)
+    ]
+    if tasks:
+        group(tasks).apply_async()
+    return len(tasks)
+
+
+def featurize_finish_signature(variant_id: int, run_id: int, *, queue: str | None = None):
+    """The step that finishes a run for a variant's build (it replaces the featurize step, so the rest of the build
+    follows it): it embeds chunks no task has taken yet, takes over those of dead workers at once, waits for those
+    live workers hold, then merges. It does not wait on the broker to redeliver a killed worker's chunk."""
+    options = {"queue": queue} if queue else {}
+    return signature("matching.featurize_finish", args=(variant_id, run_id), immutable=True, **options)
+
+
+def queue_of(request) -> str | None:
+    """The queue a task came from, so that the tasks it spawns go to the same workers."""
+    return (request.delivery_info or {}).get("routing_key") or None
 
 
 def _run_in_thread(variant_id: int) -> None:

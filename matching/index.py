@@ -117,6 +117,40 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
+def nearer_than(
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    metric: str,
+    bounds: np.ndarray,
+    *,
+    query_groups: np.ndarray | None = None,
+    candidate_groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per query: whether some candidate is nearer than the query's bound (never a candidate of its own group):
+    which stored top-k lists a newly added item enters, the k-th stored distance being the bound. Distances as
+    Annoy reports them; a candidate closer by less than 1e-5 (relative: float32 rounding of the same distance
+    computed in another batch) is a tie, and a tie does not displace a stored neighbour."""
+    if not len(queries) or not len(candidates):
+        return np.zeros(len(queries), dtype=bool)
+    prepared = prepare(queries, metric)
+    distances = _Distances(prepare(candidates, metric), metric)
+    bounds = np.asarray(bounds, dtype=np.float64)
+    limit = torch.from_numpy(bounds - 1e-5 * np.maximum(1.0, np.abs(bounds)))
+    out = np.zeros(len(prepared), dtype=bool)
+    for start in range(0, len(prepared), QUERY_CHUNK):
+        end = min(len(prepared), start + QUERY_CHUNK)
+        with torch.inference_mode():
+            d = distances.to(_tensor(prepared[start:end]))
+            if query_groups is not None and candidate_groups is not None:
+                same = (
+                    torch.from_numpy(np.asarray(query_groups[start:end], dtype=np.int64))[:, None]
+                    == (torch.from_numpy(np.asarray(candidate_groups, dtype=np.int64))[None, :])
+                )
+                d.masked_fill_(same, float("inf"))
+            out[start:end] = (d.min(dim=1).values.double() < limit[start:end]).numpy()
+    return out
+
+
 class ExactSearch(Searcher):
     """Brute-force top-n over one catalog, prepared once (norms, copy groups) and queried chunk after chunk."""
 
@@ -181,6 +215,8 @@ class AnnoySearch(Searcher):
         self.seed = seed
         self.search_k = search_k
         self.annoy: AnnoyIndex | None = None
+        self.rows: np.ndarray | None = None  # a view's positions -> index items (None: the same)
+        self.position: np.ndarray | None = None  # index item -> a view's position, -1 outside it
 
     def fit(self, vectors: np.ndarray, *, groups: np.ndarray | None = None) -> AnnoySearch:
         prepared = prepare(vectors, self.metric)
@@ -200,9 +236,19 @@ class AnnoySearch(Searcher):
 
     def with_groups(self, groups: np.ndarray | None) -> AnnoySearch:
         """A view of the same (shared, memory-mapped) forest that knows the catalog's copy groups."""
+        return self.view(groups=groups)
+
+    def view(self, *, groups: np.ndarray | None = None, rows: np.ndarray | None = None) -> AnnoySearch:
+        """A view of the same (shared, memory-mapped) forest over some of its items: positions are indices into
+        `rows` (None: every item), and only those items are ever returned (the rows of deleted catalog items stay in
+        an index until it is built again); `groups` per position, as for `neighbours`."""
         view = AnnoySearch(self.metric, n_trees=self.n_trees, seed=self.seed, search_k=self.search_k)
         view.annoy = self.annoy
         view.groups = None if groups is None else np.asarray(groups, dtype=np.int64)
+        if rows is not None:
+            view.rows = np.asarray(rows, dtype=np.int64)
+            view.position = np.full(self.annoy.get_n_items(), -1, dtype=np.int64)
+            view.position[view.rows] = np.arange(len(view.rows))
         return view
 
     def save(self, path: Path) -> None:
@@ -227,26 +273,44 @@ class AnnoySearch(Searcher):
 
     def batch_query(self, vectors: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         queries = prepare(vectors, self.metric)
-        return _padded(
-            [self.annoy.get_nns_by_vector(q, n, search_k=self.search_k, include_distances=True) for q in queries], n
-        )
+        rows = []
+        for q in queries:
+
+            def search(want: int, q=q):
+                return self.annoy.get_nns_by_vector(q, want, search_k=self.search_k, include_distances=True)
+
+            rows.append(self._nearest(search, n, want=n, allowed=lambda p: True))
+        return _padded(rows, n)
 
     def neighbours(self, positions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         return _padded([self._neighbours_of(int(p), n) for p in positions], n)
 
     def _neighbours_of(self, position: int, n: int) -> tuple[list[int], list[float]]:
-        want = n + 1
+        item = position if self.rows is None else int(self.rows[position])
+
+        def allowed(p: int) -> bool:
+            return p != position and (self.groups is None or self.groups[p] != self.groups[position])
+
+        return self._nearest(
+            lambda want: self.annoy.get_nns_by_item(item, want, search_k=self.search_k, include_distances=True),
+            n,
+            want=n + 1,
+            allowed=allowed,
+        )
+
+    def _nearest(self, search, n: int, *, want: int, allowed) -> tuple[list[int], list[float]]:
+        """The first n allowed results of `search(want)`, in positions; asks for more while some were not allowed."""
         while True:
-            nns, dists = self.annoy.get_nns_by_item(position, want, search_k=self.search_k, include_distances=True)
-            kept = [
-                (nb, d)
-                for nb, d in zip(nns, dists, strict=True)
-                if nb != position and (self.groups is None or self.groups[nb] != self.groups[position])
-            ]
+            nns, dists = search(want)
+            kept = []
+            for item, d in zip(nns, dists, strict=True):
+                p = item if self.position is None else int(self.position[item])
+                if p >= 0 and allowed(p):
+                    kept.append((p, d))
             if len(kept) >= n or len(nns) < want:
                 kept = kept[:n]
-                return [nb for nb, _ in kept], [d for _, d in kept]
-            want *= 2  # byte-identical copies took places: ask for more
+                return [p for p, _ in kept], [d for _, d in kept]
+            want *= 2  # byte-identical copies (or deleted items) took places: ask for more
 
 
 def meta_path(path: Path) -> Path:

@@ -69,7 +69,11 @@ class BuildStatus(models.TextChoices):
 
 
 class FeatureSet(models.Model):
-    """Features of every catalog item for one featurizer + layer + weights, shared by all metrics."""
+    """Features of the catalog's items for one featurizer + layer + weights, shared by all metrics.
+
+    Its files (`path` and the item ids beside it) say which items it covers; each featurizing run writes the next
+    `revision`: the rows of the previous one still in the catalog, then the items it lacked (matching.featurizing).
+    """
 
     Status = BuildStatus
 
@@ -85,6 +89,13 @@ class FeatureSet(models.Model):
         max_length=255, blank=True, help_text=".npy in the private build storage; item ids beside it."
     )
     seconds = models.FloatField(null=True, blank=True)
+    revision = models.PositiveIntegerField(
+        default=0, help_text="The version of the files at `path`; each featurizing run writes the next one."
+    )
+    generation = models.PositiveIntegerField(
+        default=0,
+        help_text="Bumped when every item is featurized anew (new weights): pairs of an older generation are void.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -197,6 +208,9 @@ class Variant(models.Model):
     pairs_search = models.CharField(
         max_length=5, blank=True, help_text="How the pairs were found: exact (small catalogs) or annoy."
     )
+    features_generation = models.PositiveIntegerField(
+        default=0, help_text="The generation of the features its index and pairs come from."
+    )
 
     p_at_1 = models.FloatField(null=True, blank=True)
     p_at_k = models.FloatField(null=True, blank=True)
@@ -259,6 +273,49 @@ class Layout(models.Model):
 
     def __str__(self) -> str:
         return f"map of {self.feature_set}"
+
+
+class FeatureRun(models.Model):
+    """Featurizing the items a featurizer's files lack (every catalog item the first time, else those imported since),
+    as chunks that workers claim one by one, then one merge into the next revision. One run at a time per featurizer
+    and weights: it belongs to the lead (lowest id) feature set of that source, and fills every layer."""
+
+    feature_set = models.OneToOneField(FeatureSet, on_delete=models.CASCADE, related_name="run")
+    base_revision = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The revision the chunks are appended to; empty: every item from scratch."
+    )
+    claimed_by = models.CharField(max_length=100, blank=True, default="", help_text="host:pid:nonce of the merge.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"featurizing {self.feature_set} (run {self.pk})"
+
+
+class FeatureChunk(models.Model):
+    """Up to VSEARCH_FEATURIZE_CHUNK items of a run, claimed by one process (conditional UPDATE), one file."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+
+    run = models.ForeignKey(FeatureRun, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    item_ids = models.JSONField(help_text="The items to embed, as planned (ones deleted since are skipped).")
+    size = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0, help_text="Items embedded so far: the run's progress is the sum.")
+    claimed_by = models.CharField(max_length=100, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="featurechunk_unique_number")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.number} of run {self.run_id}"
 
 
 class Pair(models.Model):

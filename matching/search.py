@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from matching import featurizers, index, pipeline
 from matching.catalog import ALLOWED_FORMATS, BadImage, open_image
-from matching.features import features_current, features_load
+from matching.features import features_current, features_rows
 from matching.models import FeatureSet, Item, MatchPair, Metric, Variant
 from matching.storage import media_path, private_path
 from vsearch_site.errors import Conflict, InvalidInput, NotFound
@@ -209,13 +209,13 @@ def engine_for(variant: Variant) -> Engine:
 
 def _load(variant: Variant) -> Engine:
     fs = variant.feature_set
-    ids, vectors = features_load(fs)
+    ids, vectors, rows = features_rows(fs)  # rows: where the index (built over every file row) has each item
     try:
         groups = pipeline.copy_groups(ids)
     except pipeline.BuildError as exc:
         raise Conflict(f"{variant.name} cannot search: {exc}") from None
     try:
-        searcher, _ = pipeline.variant_searcher(variant, ids, vectors, groups)
+        searcher, _ = pipeline.variant_searcher(variant, ids, vectors, groups, rows)
     except FileNotFoundError:
         raise Conflict(f"The index of {variant.name} is missing from the build storage: rebuild the model.") from None
     return Engine(

@@ -1,5 +1,5 @@
 """Reads of the catalog, of variants and of their maps: the offline table, the staff comparison of every model's
-matches, and the maps of the feature spaces."""
+matches, how ready models cover the catalog, and the maps of the feature spaces."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.db.models import Case, Count, F, IntegerField, Max, Min, Value, When
+from django.db.models import Case, Count, F, IntegerField, Max, Min, Sum, Value, When
 
 from matching import pipeline
+from matching.features import catalog_ids, features_read, file_fingerprint, fingerprint, items_path, items_read
 from matching.models import FeatureSet, Item, Layout, MatchPair, Metric, Variant
 from matching.storage import private_path
 from matching.thumbnails import thumbnail_url
@@ -236,3 +237,82 @@ def map_points(*, feature_set: FeatureSet) -> MapPoints:
         category=[code[rows[pk][0]] for pk in kept_ids],
         thumbnail=[thumbnail_url(rows[pk][1], rows[pk][2]) for pk in kept_ids],
     )
+
+
+# ---------------------------------------------------------------------------------------- coverage
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How a ready model's pairs cover the catalog as it is now."""
+
+    added: int  # catalog items its pairs do not cover yet: a refresh adds them
+    removed: int  # items its pairs were computed over that are gone from the catalog: a refresh repairs
+    unembedded: int = 0  # catalog items its uploaded embeddings lack: a refresh cannot add them (upload again)
+    features_changed: bool = False  # its features were computed anew (new weights) after its pairs
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.added or self.removed or self.features_changed)
+
+
+class CatalogNow:
+    """The catalog's fingerprint (one aggregate query) and, only once some comparison needs them, its ids."""
+
+    def __init__(self):
+        row = Item.objects.aggregate(n=Count("id"), top=Max("id"), total=Sum("id"))
+        self.fingerprint = (row["n"], row["top"] or 0, int(row["total"] or 0))
+        self._ids: np.ndarray | None = None
+
+    @property
+    def ids(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = catalog_ids()
+        return self._ids
+
+
+def variant_coverage(variant: Variant, catalog: CatalogNow | None = None) -> Coverage | None:
+    """What a ready model's pairs miss of the catalog, and what they hold that is gone (None unless ready: a build
+    under way covers the catalog as it is when it featurizes). Costs a read of every catalog id only when the
+    catalog's fingerprint differs from that of the model's items file."""
+    if variant.status != Variant.Status.READY:
+        return None
+    catalog = catalog or CatalogNow()
+    fs = variant.feature_set
+    changed = fs is not None and variant.features_generation != fs.generation
+    items = None
+    known = file_fingerprint(items_path(variant.pk))
+    if known is None:  # built before items files were kept: the items its pairs name
+        items = _items_of_pairs(variant.pk)
+        known = fingerprint(items)
+    if known == catalog.fingerprint:
+        return Coverage(added=0, removed=0, features_changed=changed)
+    items = items if items is not None else items_read(variant.pk)
+    added = np.setdiff1d(catalog.ids, items)
+    removed = len(np.setdiff1d(items, catalog.ids))
+    unembedded = 0
+    if fs is not None and fs.featurizer == "embeddings" and fs.path:
+        embedded = np.isin(added, features_read(fs)[0])
+        unembedded = int((~embedded).sum())
+        added = added[embedded]
+    return Coverage(added=len(added), removed=removed, unembedded=unembedded, features_changed=changed)
+
+
+def _items_of_pairs(variant_id: int) -> np.ndarray:
+    rows = MatchPair.objects.filter(variant_id=variant_id)
+    queries = rows.values_list("query_item_id", flat=True).distinct()
+    matches = rows.values_list("pair__match_item_id", flat=True).distinct()
+    return np.union1d(np.fromiter(queries, dtype=np.int64), np.fromiter(matches, dtype=np.int64))
+
+
+def coverage_of(variants) -> dict[int, Coverage | None]:
+    """variant id -> its coverage, the catalog read once for all."""
+    catalog = CatalogNow()
+    return {variant.pk: variant_coverage(variant, catalog) for variant in variants}
+
+
+def stale_variants() -> list[tuple[Variant, Coverage]]:
+    """Every ready model whose pairs do not cover the catalog as it is (or whose features changed), oldest first."""
+    variants = Variant.objects.filter(status=Variant.Status.READY).select_related("feature_set").order_by("id")
+    found = coverage_of(variants)
+    return [(variant, found[variant.pk]) for variant in variants if found[variant.pk] and found[variant.pk].stale]

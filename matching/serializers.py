@@ -2,13 +2,41 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from matching.models import Metric, Variant
+from matching.selectors import variant_coverage
 from matching.services import MAX_TREES
 
 
+class CoverageOut(serializers.Serializer):
+    """How a ready model's pairs cover the catalog now (null while it is not ready)."""
+
+    added = serializers.IntegerField(help_text="Catalog items its pairs do not cover yet: a refresh adds them.")
+    removed = serializers.IntegerField(help_text="Items its pairs were computed over that were deleted since.")
+    unembedded = serializers.IntegerField(help_text="Catalog items its uploaded embeddings lack (upload again).")
+    features_changed = serializers.BooleanField(help_text="Its features were computed anew since its pairs.")
+    stale = serializers.BooleanField(help_text="A refresh would change it.")
+
+
 class VariantOut(serializers.ModelSerializer):
+    """A variant; its coverage is read once per response for all of them (the `coverage` context: selectors)."""
+
     feature_set = serializers.CharField(source="feature_set.__str__", default=None)
     build_seconds = serializers.FloatField(read_only=True)
     search_label = serializers.CharField(read_only=True, help_text="How its pairs are found, spelled out.")
+    coverage = serializers.SerializerMethodField()
+
+    @extend_schema_field(CoverageOut(allow_null=True))
+    def get_coverage(self, variant: Variant) -> dict | None:
+        known = self.context.get("coverage")
+        coverage = known.get(variant.pk) if known is not None else variant_coverage(variant)
+        if coverage is None:
+            return None
+        return {
+            "added": coverage.added,
+            "removed": coverage.removed,
+            "unembedded": coverage.unembedded,
+            "features_changed": coverage.features_changed,
+            "stale": coverage.stale,
+        }
 
     class Meta:
         model = Variant
@@ -38,6 +66,7 @@ class VariantOut(serializers.ModelSerializer):
             "created_at",
             "ready_at",
             "build_seconds",
+            "coverage",
         ]
 
 

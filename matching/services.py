@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, ProtectedError, Q
 from django.db.models.functions import Coalesce, Now
 from PIL import Image, ImageEnhance, ImageOps
 
-from matching import dispatch, signals
+from matching import dispatch, selectors, signals
 from matching.catalog import BadImage, Entry, check_bbox, check_image, entries_from, read_image_file
 from matching.features import array_save
 from matching.featurizers import REGISTRY, UNTRAINED, FeaturizerError, spec_for
@@ -110,6 +110,36 @@ def _item_store(*, entry: Entry, data: bytes, role: str) -> Item | None:
         if wrote_file and not Item.everything.filter(image=name).exists():
             media_path(name).unlink(missing_ok=True)
         raise
+
+
+class ItemProtected(Conflict):
+    """Deleting the item would take votes (or a gold card) with it."""
+
+
+def item_delete(*, item: Item) -> None:
+    """Delete a catalog item with the cards it is on, unless a vote or a gold card is on one of them (Vote.pair and
+    GoldCard.pair PROTECT them): votes are the measurement, so a voted item stays in the catalog.
+
+    Ready models keep working without it: its rows leave their pairs (a query that lost a neighbour has one fewer
+    until refreshed), feature files keep its row until the next featurizing run but every read leaves it out, and the
+    models show as stale (items removed) until refreshed. No vote is on a card that goes, so no tally changes.
+    """
+    touched = list(
+        MatchPair.objects.filter(Q(query_item=item) | Q(pair__match_item=item))
+        .values_list("variant_id", flat=True)
+        .distinct()
+    )
+    try:
+        with transaction.atomic():
+            item.delete()
+    except ProtectedError as exc:
+        kinds: dict[str, int] = {}
+        for obj in exc.protected_objects:
+            kinds[obj._meta.verbose_name] = kinds.get(obj._meta.verbose_name, 0) + 1
+        what = ", ".join(f"{n} {name}{'s' if n > 1 else ''}" for name, n in sorted(kinds.items()))
+        raise ItemProtected(f"Item #{item.pk} cannot be deleted: {what} on its cards would go with it.") from None
+    for variant_id in touched:
+        _rotation_changed(variant_id)  # serving drops the card counts it cached
 
 
 def gold_copy_add(*, item: Item, rng: np.random.Generator) -> Item:
@@ -340,12 +370,40 @@ def variant_set_search(
     return variant
 
 
+class VariantNotReady(Conflict):
+    """Only a ready model is refreshed."""
+
+
+def variant_refresh(*, variant: Variant) -> Variant:
+    """Bring a ready model up to the catalog as it is now (the same build steps, matching.pipeline): featurize only
+    the items its features lack, build its index again, and redo the pairs of new queries, of queries that lost a
+    neighbour and of queries an added item comes nearer to. It stays ready and in the rotation meanwhile; the pairs
+    that stay keep their rows, so votes on them keep counting (the tallies are recounted when it is done).
+    Asking again while a refresh is under way changes nothing."""
+    if variant.status != Variant.Status.READY:
+        raise VariantNotReady(
+            f"{variant.name} is {variant.status}: only a ready model is refreshed (a build under way covers the "
+            "catalog as it is when it featurizes; a failed one is built again)."
+        )
+    if Variant.objects.filter(pk=variant.pk, status=Variant.Status.READY, stage=Variant.Stage.READY).update(
+        stage=Variant.Stage.QUEUED, progress=0.0, error=""
+    ):
+        dispatch.enqueue_build(variant.pk)
+    variant.refresh_from_db()
+    return variant
+
+
 def _without_search(variant: Variant) -> str:
     """The variant's name without the search method its name spells out (if it does)."""
     suffix = f" · {search_label(variant.search, variant.n_trees, variant.search_k)}"
     if variant.search != Variant.Search.AUTO and variant.name.endswith(suffix):
         return variant.name[: -len(suffix)]
     return variant.name
+
+
+def variants_refresh_stale() -> list[Variant]:
+    """Refresh every ready model that does not cover the catalog (selectors.stale_variants)."""
+    return [variant_refresh(variant=variant) for variant, _ in selectors.stale_variants()]
 
 
 def variant_set_rotation(*, variant: Variant, rotation: str) -> Variant:

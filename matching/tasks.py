@@ -1,5 +1,5 @@
 """Celery adapters: take an id, call one pipeline step. Acknowledged late, so a killed worker's step is redelivered
-(and claimed again only once its owner is gone: pipeline.claimed_stage)."""
+(and claimed again only once its owner is gone: pipeline.claimed_stage, featurizing's chunk claims)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,25 @@ STEP_OPTIONS = dict(
 )
 
 
-@shared_task(name="matching.featurize", **STEP_OPTIONS)
-def featurize(variant_id: int) -> None:
-    pipeline.variant_featurize(variant_id=variant_id)
+@shared_task(bind=True, name="matching.featurize", **STEP_OPTIONS)
+def featurize(self, variant_id: int) -> None:
+    """Plans the featurizing run; its chunks go to every worker as a group, and the step that finishes the run (the
+    merge) takes this one's place in the build, followed by the rest of it."""
+    run_id = pipeline.variant_featurize(variant_id=variant_id, distribute=True)
+    if run_id is not None:
+        queue = dispatch.queue_of(self.request)
+        dispatch.featurize_chunks_send(run_id, queue=queue)
+        return self.replace(dispatch.featurize_finish_signature(variant_id, run_id, queue=queue))
+
+
+@shared_task(name="matching.featurize_chunk", **STEP_OPTIONS)
+def featurize_chunk(chunk_id: int) -> None:
+    pipeline.chunk_featurize(chunk_id=chunk_id)
+
+
+@shared_task(name="matching.featurize_finish", **STEP_OPTIONS)
+def featurize_finish(variant_id: int, run_id: int) -> None:
+    pipeline.variant_featurize_finish(variant_id=variant_id, run_id=run_id)
 
 
 @shared_task(name="matching.index", **STEP_OPTIONS)

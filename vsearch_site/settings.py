@@ -236,6 +236,12 @@ VSEARCH_BATCH_SIZE = env_int("VSEARCH_BATCH_SIZE", 8, minimum=1)
 # busy. Raise it on a worker with cores of its own.
 VSEARCH_LAYOUT_THREADS = env_int("VSEARCH_LAYOUT_THREADS", 1, minimum=1)
 VSEARCH_LOADER_WORKERS = env_int("VSEARCH_LOADER_WORKERS", 0, minimum=0)
+# Items per featurizing chunk (a task, a claim and a file each; workers share a run's chunks). Each chunk cost
+# 18 ms beyond its images (78 ms with the machine loaded: docs/BENCHMARKS.md, chunks); 512 images are 97 s of
+# VGG16 at 5.3 img/s and 11 s of ResNet-18 at 47 img/s (featurize): under 1% overhead, and a killed worker or the
+# last chunk of a run costs at most that long. 1M images make 1,954 chunks: rows, messages and files a database
+# and Redis take in their stride.
+VSEARCH_FEATURIZE_CHUNK = env_int("VSEARCH_FEATURIZE_CHUNK", 512, minimum=1)
 # Up to this many items, pairs come from exact brute-force search (perfect recall). For l2, cosine and
 # hamming (a matrix multiply) exact beat Annoy at recall@10 >= 0.95 by 1.4-10x at 1k-10k items; at 100k
 # (512-d) Annoy won for l2 (2.5x) and lost for cosine and hamming (1.2-1.5x), so the switch is at 50k.

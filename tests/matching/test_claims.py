@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from matching import pipeline
+from matching.claims import HOST
 from matching.models import Variant
 from matching.services import variant_create
 
@@ -44,7 +45,7 @@ def test_a_step_whose_owner_died_is_taken_over_and_finished(demo_catalog):
     Variant.objects.filter(pk=variant.pk).update(
         status=Variant.Status.RUNNING,
         stage="featurizing",
-        claimed_by=f"{pipeline._HOST}:{dead_pid()}:deadbeef",
+        claimed_by=f"{HOST}:{dead_pid()}:deadbeef",
         heartbeat_at=timezone.now(),
     )
 

@@ -135,14 +135,16 @@ def test_variants_sharing_a_featurizer_share_one_feature_file_and_one_map(demo_c
     assert l1.feature_set_id == cosine.feature_set_id
     assert written_files(isolated_private, "features") == [
         "features/colour-histogram/none/hsv.layout.npz",
-        "features/colour-histogram/none/hsv.npy",
-        "features/colour-histogram/none/ids.npy",
+        "features/colour-histogram/none/hsv.r1.npy",
+        "features/colour-histogram/none/ids.r1.npy",
     ]
     assert set(written_files(isolated_private, "indexes")) == {
         f"indexes/variant-{l1.pk}.ann",
         f"indexes/variant-{l1.pk}.json",
         f"indexes/variant-{cosine.pk}.ann",
         f"indexes/variant-{cosine.pk}.json",
+        f"indexes/variant-{l1.pk}.items.npy",  # the items each variant's pairs cover
+        f"indexes/variant-{cosine.pk}.items.npy",
     }
 
 

@@ -33,7 +33,9 @@ syncKind();
 syncLayers();
 syncSearch();
 
-const busy = (status) => status === "queued" || status === "running";
+// A ready model being refreshed stays ready; its stage shows the step under way.
+const busy = (status, stage) =>
+  status === "queued" || status === "running" || (status === "ready" && Boolean(stage) && stage !== "ready");
 
 async function poll() {
   try {
@@ -44,17 +46,18 @@ async function poll() {
     for (const v of variants) {
       const row = document.querySelector(`[data-testid=variant-row][data-variant-id="${v.id}"]`);
       if (!row) {
-        if (busy(v.status)) stillBusy = true;
+        if (busy(v.status, v.stage)) stillBusy = true;
         continue;
       }
       const cell = row.querySelector("[data-testid=build]");
-      const wasBusy = busy(cell.dataset.status);
+      const wasBusy = busy(cell.dataset.status, cell.dataset.stage);
       cell.dataset.status = v.status;
+      cell.dataset.stage = v.stage;
       cell.querySelector(".build-stage").textContent = v.status === "running" ? `running · ${v.stage}` : v.status;
       cell.querySelector("progress").value = v.progress;
-      cell.querySelector(".build-error").textContent = v.status === "failed" ? v.error : "";
-      if (busy(v.status)) stillBusy = true;
-      if (wasBusy && !busy(v.status)) {
+      cell.querySelector(".build-error").textContent = v.status === "failed" || v.error ? v.error : "";
+      if (busy(v.status, v.stage)) stillBusy = true;
+      if (wasBusy && !busy(v.status, v.stage)) {
         window.location.reload(); // votes, scores and actions change with the build
         return;
       }
@@ -65,4 +68,5 @@ async function poll() {
   }
 }
 
-if (document.querySelector("[data-testid=build][data-status=queued], [data-testid=build][data-status=running]")) poll();
+if (document.querySelector("[data-testid=build][data-status=queued], [data-testid=build][data-status=running], [data-testid=build][data-status=ready]:not([data-stage=ready])"))
+  poll();
