@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from matching.featurizers import REGISTRY
 from matching.models import Variant
 from matching.selectors import coverage_of, query_categories
-from matching.serializers import METRIC_CHOICES, SearchIn, UploadIn
+from matching.serializers import METRIC_CHOICES, SearchMethodIn, UploadIn
 from matching.services import (
     variant_rebuild,
     variant_refresh,
@@ -136,7 +136,7 @@ def staff_rotation(request: HttpRequest, variant_id: int) -> HttpResponse:
 def staff_search(request: HttpRequest, variant_id: int) -> HttpResponse:
     """Force how a model's pairs are found and rebuild them, or add a new model with that search method."""
     variant = get_object_or_404(Variant, pk=variant_id)
-    data = SearchIn(data={k: v for k, v in request.POST.dict().items() if v != "" and k != "csrfmiddlewaretoken"})
+    data = SearchMethodIn(data={k: v for k, v in request.POST.dict().items() if v != "" and k != "csrfmiddlewaretoken"})
     if not data.is_valid():
         messages.error(request, f"{variant.name}: {_first_error(data.errors)}")
         return redirect("frontend:staff")

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from matching import dispatch, selectors, services
 from matching.models import FeatureSet, Variant
-from matching.serializers import MapOut, MapSummaryOut, RotationIn, SearchIn, UploadIn, VariantOut
+from matching.serializers import MapOut, MapSummaryOut, RotationIn, SearchMethodIn, UploadIn, VariantOut
 from vsearch_site.errors import ErrorOut
 from vsearch_site.parsers import JSONParser
 
@@ -72,12 +72,12 @@ class VariantSearch(StaffView):
     parser_classes = [JSONParser, FormParser]
 
     @extend_schema(
-        request=SearchIn,
+        request=SearchMethodIn,
         responses={200: VariantOut, 201: VariantOut, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut, **STAFF_ERRORS},
     )
     def post(self, request, variant_id: int):
         variant = get_object_or_404(Variant, pk=variant_id)
-        data = SearchIn(data=request.data)
+        data = SearchMethodIn(data=request.data)
         data.is_valid(raise_exception=True)
         changed = services.variant_set_search(variant=variant, **data.validated_data)
         return Response(VariantOut(changed).data, status=201 if changed.pk != variant.pk else 200)

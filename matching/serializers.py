@@ -102,7 +102,7 @@ class RotationIn(serializers.Serializer):
     rotation = serializers.ChoiceField(choices=Variant.Rotation.values)
 
 
-class SearchIn(serializers.Serializer):
+class SearchMethodIn(serializers.Serializer):
     search = serializers.ChoiceField(
         choices=Variant.Search.choices, help_text="exact or annoy at any size; auto: by size."
     )

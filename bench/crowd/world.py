@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.common import CACHE_DIR, REPO, emit
 
-WORLD_VERSION = 3  # bump when what a world holds changes (migrations, default variants, gold cards)
+WORLD_VERSION = 4  # bump when what a world holds changes (migrations, default variants, gold cards)
 
 
 def world_dir(items: int, seed: int) -> Path:

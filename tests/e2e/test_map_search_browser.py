@@ -145,7 +145,7 @@ def test_the_map_is_for_staff_only(browser_context, live_server, map_world):
 
     assert "/admin/login/" in page.url and response.status == 200  # sent to log in
     page.goto(live_server.url + "/")
-    expect(page.locator(".topnav")).not_to_contain_text("Map")
+    expect(page.locator(".topnav")).not_to_contain_text("Staff")
 
 
 # ---------------------------------------------------------------------------------------- search
@@ -233,7 +233,7 @@ def test_staff_choose_any_model_and_visitors_see_search_closed_until_a_model_ret
     staff.get_by_test_id("model-select").select_option(str(search_world["active"].pk))
     staff.get_by_test_id("photo-input").set_input_files(catalog_png(tmp_path, search_world["items"][0]))
     expect(staff.get_by_test_id("status")).to_contain_text(search_world["active"].name)
-    expect(staff.locator(".topnav")).to_contain_text("Map")
+    expect(staff.locator(".topnav")).to_contain_text("Staff")
 
     Variant.objects.filter(pk=search_world["retired"].pk).update(rotation="active")  # nothing is retired now
     visitor = browser_context(**PHONE).new_page()

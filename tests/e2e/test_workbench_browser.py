@@ -183,6 +183,7 @@ def test_the_staff_page_shows_each_models_build_votes_and_links_and_changes_its_
     histogram, control = two_variants
     votes_on(histogram, [(2, 1)])
     page = staff_page(browser_context, live_server, "/staff/", **DESKTOP)
+    expect(page.locator(".staff-nav")).to_have_text(re.compile(r"Models\s+Compare\s+Map\s+Admin"))
     rows = page.get_by_test_id("variant-row")
     expect(rows).to_have_count(2)
     row = page.locator(f"[data-testid=variant-row][data-variant-id='{histogram.pk}']")

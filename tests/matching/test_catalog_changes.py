@@ -284,7 +284,9 @@ def test_feature_files_of_older_revisions_are_removed_but_the_previous_one_stays
         variant = variant_refresh(variant=variant)
 
     folder = isolated_private / "features" / "colour-histogram" / "none"
-    assert sorted(p.name for p in folder.iterdir()) == ["hsv.r2.npy", "hsv.r3.npy", "ids.r2.npy", "ids.r3.npy"]
+    revisions = sorted(p.name for p in folder.iterdir() if p.suffix == ".npy")
+    assert revisions == ["hsv.r2.npy", "hsv.r3.npy", "ids.r2.npy", "ids.r3.npy"]
+    assert (folder / "hsv.layout.npz").exists()  # the map, laid out again from the newest revision
     ids, vectors = features_read(FeatureSet.objects.get(pk=variant.feature_set_id))
     assert len(ids) == len(vectors) == len(demo_catalog) + 6
     assert np.array_equal(np.sort(ids), np.sort(list(Item.objects.values_list("id", flat=True))))

@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from sklearn.manifold import trustworthiness
 
-from matching import pipeline
+from matching import claims, pipeline
 from matching.layout import layout_2d
 from matching.models import FeatureSet, Item, Layout, Variant
 from matching.services import variant_create
@@ -186,7 +186,7 @@ def test_a_map_older_than_its_features_is_laid_out_again(histogram):
 def test_a_live_owner_keeps_its_claim_and_a_dead_ones_is_taken_over(histogram):
     fs = histogram.feature_set
     Layout.objects.filter(feature_set=fs).update(
-        status=Layout.Status.RUNNING, claimed_by=f"{pipeline._HOST}:{os.getpid()}:other", heartbeat_at=timezone.now()
+        status=Layout.Status.RUNNING, claimed_by=f"{claims.HOST}:{os.getpid()}:other", heartbeat_at=timezone.now()
     )
     os.utime(private_path(pipeline.layout_relative_path(fs)), (1, 1))  # stale, so there is work to do
 

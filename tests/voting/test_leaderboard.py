@@ -121,7 +121,7 @@ def test_a_stale_leaderboard_is_served_at_once_while_another_process_recomputes_
     add_votes(variants[0], dope=3, nope=1)
     fresh = leaderboard.leaderboard_cached()
     rotation = tuple(v.variant_id for v in sampling.rotation())
-    stale = design.Design("balanced", {variants[0].pk: tallies.Tally(votes=99, approvals=9)}, rotation, {})
+    stale = design.Design(settings.VSEARCH_DESIGN, {variants[0].pk: tallies.Tally(votes=99, approvals=9)}, rotation, {})
     cache.set(design.DESIGN_CACHE_KEY, (0.0, stale), 3600)  # computed long ago
     cache.add(f"{design.DESIGN_CACHE_KEY}:lock", 1, 60)  # another process is on it
 
