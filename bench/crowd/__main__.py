@@ -74,7 +74,7 @@ def blind_suite(args) -> str:
             runs[attack].append(run_isolated(config))
             emit(f"  {runs[attack][-1].votes} votes in {runs[attack][-1].seconds:.0f} s")
         # Detection: enough random clickers and always-dope voters with 150 votes each to measure rates.
-        config = replace(base, seed=seed, attack="random", attack_share=0.25, attackers=20, max_votes_per_voter=150)
+        config = replace(base, seed=seed, attack="random", attackers=20, attacker_votes=150, max_votes_per_voter=150)
         config = replace(config, settings={**base.settings, "VSEARCH_QUALIFY_GOLD": "2"})
         emit(f"seed {seed}: detection run ...")
         runs["exclusion"].append(run_isolated(config))
@@ -179,7 +179,7 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
     out.append(
         "\nTargets: random clickers ≥ 50% excluded by their 40th vote and ≥ 90% by their 100th; honest voters with "
         "gold accuracy ≥ 0.85: ≤ 5% ever excluded. The detection runs give 20 random clickers 150 votes each "
-        "(25% of the votes), reviewed every 100 votes."
+        "beside the honest crowd, reviewed every 100 votes."
     )
 
     probes = {path: status for r in baseline for path, status in r.media_probe.items()}

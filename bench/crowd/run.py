@@ -28,6 +28,7 @@ class Config:
     attack: str = "none"  # a key of crowd.STRATEGIES, or "none"
     attack_share: float = 0.10  # of all votes
     attackers: int = 6  # how many attacker identities share that budget
+    attacker_votes: int | None = None  # instead: this many votes for each attacker (the detection runs)
     target: str = "third"  # which model attackers push: "first", "second", "third"... by true approval, or an id
     population: crowd.TastePopulation = field(default_factory=crowd.TastePopulation)
     rotation: list[str] | None = None  # names of the variants to keep active (default: all ready)
@@ -338,7 +339,8 @@ def _crowd(config: Config, rng: random.Random, port: int, target: int | None, go
         n = 1 if config.attack == "cookie-clearer" else config.attackers
         for i in range(n):
             visitor = Visitor(port, f"172.16.{i}.{rng.randrange(1, 250)}")
-            kwargs = dict(name=f"{config.attack}-{i}", kind=config.attack, visitor=visitor, budget=total // n)
+            budget = config.attacker_votes if config.attacker_votes is not None else total // n
+            kwargs = dict(name=f"{config.attack}-{i}", kind=config.attack, visitor=visitor, budget=budget)
             if issubclass(cls, crowd.Attacker):
                 voter = cls(**kwargs, taste=config.population.draw(rng), target=target)
             else:
