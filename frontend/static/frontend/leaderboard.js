@@ -6,6 +6,7 @@
  */
 import { request } from "./api.js";
 import { examplesUrl, renderExamples } from "./examples.js";
+import { el } from "./dom.js";
 
 const API = "/api/leaderboard";
 const categoriesUrl = (id) => `/api/leaderboard/${encodeURIComponent(id)}/categories`;
@@ -50,17 +51,6 @@ const pct = (x) => (isNum(x) ? `${(x * 100).toFixed(1)}%` : "—");
 const interval = (lo, hi) => (isNum(lo) && isNum(hi) ? `${(lo * 100).toFixed(1)}–${(hi * 100).toFixed(1)}%` : "—");
 const clamp01 = (x) => Math.max(0, Math.min(1, x));
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "className") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG, tag);

@@ -13,6 +13,7 @@
  * drawn so far) and data-ms (how long the last one took to draw).
  */
 import { detailOf, request } from "./api.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("map");
@@ -77,16 +78,6 @@ function say(text, tone = "") {
   statusEl.classList.toggle("is-error", tone === "error");
 }
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "className") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, String(value));
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 // ---------- loading ----------
 

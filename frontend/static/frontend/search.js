@@ -5,6 +5,7 @@
  * document.body.dataset.state is loading | idle | searching | ready | error | closed.
  */
 import { detailOf, request, requestForm } from "./api.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("finder-form");
@@ -39,16 +40,6 @@ function say(text, tone = "") {
   statusEl.classList.toggle("is-error", tone === "error");
 }
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "className") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, String(value));
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 // ---------- models ----------
 
