@@ -1,6 +1,9 @@
-"""voting.leaderboard.leaderboard_rows() as votes grow: 10k, 100k, 1M, 10M votes on SQLite and PostgreSQL
-(median of a few runs), and the plan of its aggregate query at the largest size. Votes are added in
-steps to one seeded database; a step whose projected seeding time would exceed the budget is skipped.
+"""The leaderboard as votes grow, read from the tallies maintained as votes come (voting.ledger): 10k, 100k, 1M, 10M
+votes on SQLite and PostgreSQL. At each size: the full recount (`tallies --rebuild`, what a migration or a repair
+costs once), leaderboard_rows() once the votes are folded (median of a few runs), the same with 1,000 votes not yet
+folded (what a read between two folds costs), the fold of those 1,000, and `tallies --check` (a recount from the
+vote rows compared with the kept tallies). Votes are added in steps to one seeded database; a step whose projected
+seeding time would exceed the budget is skipped.
 
     .venv/bin/python -m bench.leaderboard [--quick] [--backends sqlite,postgres] [--sizes ...] [--seed-budget 900]
 """
@@ -30,23 +33,13 @@ from bench.common import (
 )
 
 PG_DATABASE = "vsearch_bench_leaderboard"
-# A candidate rewrite of the per-variant totals, timed beside the real one: votes are counted per card first
-# (an index-only pass over the (pair, dope) index), then spread over the variants that made each card.
-PER_CARD_SQL = """
-SELECT mp.variant_id, SUM(v.n), SUM(v.d)
-FROM matching_matchpair mp
-JOIN (SELECT pair_id, COUNT(*) AS n, SUM(CASE WHEN dope THEN 1 ELSE 0 END) AS d
-      FROM voting_vote GROUP BY pair_id) v ON v.pair_id = mp.pair_id
-GROUP BY mp.variant_id
-"""
+UNFOLDED = 1_000  # votes cast since the last fold when the "between two folds" read is timed
 
 
-def per_card_totals() -> dict[int, tuple[int, int]]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(PER_CARD_SQL)
-        return {int(v): (int(n), int(d)) for v, n, d in cursor.fetchall()}
+def timed(call) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
 
 
 def run_backend(args) -> None:
@@ -60,7 +53,9 @@ def run_backend(args) -> None:
         from django.test.utils import CaptureQueriesContext
 
         from bench import seed
+        from voting import ledger
         from voting.leaderboard import leaderboard_rows
+        from voting.management.commands.tallies import differences
 
         seed.migrate()
         world = seed.World.for_match_pairs(args.match_pairs)
@@ -68,14 +63,14 @@ def run_backend(args) -> None:
         seed.seed_catalog(world, Path(settings.MEDIA_ROOT))
         catalog_s = time.perf_counter() - t0
         heading(
-            f"{backend}: leaderboard_rows() over {world.n_match_pairs:,} match pairs "
-            f"({world.n_pairs:,} cards, 4 variants; seeded in {catalog_s:.1f} s)"
+            f"{backend}: the leaderboard over {world.n_match_pairs:,} match pairs "
+            f"({world.n_pairs:,} cards, 4 variants; seeded in {catalog_s:.1f} s), from the maintained tallies"
         )
 
         rows, notes = [], []
         done, spent, rate = 0, 0.0, None
         for size in args.sizes:
-            if rate is not None and spent + (size - done) / rate > args.seed_budget:
+            if rate is not None and spent + (size - done + UNFOLDED) / rate > args.seed_budget:
                 notes.append(
                     f"- {size:,} votes skipped: seeding would take about {(size - done) / rate:.0f} s more, "
                     f"past the {args.seed_budget:.0f} s budget (--seed-budget)."
@@ -85,28 +80,31 @@ def run_backend(args) -> None:
             spent += seconds
             rate = (size - done) / seconds
             done = size
-            analyze_s = None
             if backend == "postgres":
-                t0 = time.perf_counter()
                 seed.analyze()  # autovacuum's job on a live database
-                analyze_s = time.perf_counter() - t0
+            recount_s, _ = timed(ledger.recount)
             leaderboard_rows()  # warm the page cache once, as a running site would be
-            median, runs = median_time(leaderboard_rows, runs=args.runs, budget=args.run_budget)
-            per_card = per_card_totals()
-            same = per_card == {r.variant_id: (r.votes, r.approvals) for r in leaderboard_rows() if r.votes}
-            alt, _ = median_time(per_card_totals, runs=args.runs, budget=args.run_budget)
+            folded, runs = median_time(leaderboard_rows, runs=args.runs, budget=args.run_budget)
+            spent += seed.seed_votes(world, done, done + UNFOLDED)
+            done += UNFOLDED
+            between, _ = median_time(leaderboard_rows, runs=args.runs, budget=args.run_budget)
+            fold_s, folded_n = timed(ledger.fold)
+            check_s, found = timed(differences)
             rows.append(
                 (
                     size,
                     fmt_seconds(seconds),
-                    fmt_seconds(analyze_s) if analyze_s else "—",
-                    fmt_seconds(median),
+                    fmt_seconds(recount_s),
+                    fmt_seconds(folded),
+                    fmt_seconds(between),
+                    f"{fmt_seconds(fold_s)} ({folded_n:,} votes)",
+                    f"{fmt_seconds(check_s)}: " + ("clean" if not found else f"**{len(found)} differences**"),
                     runs,
-                    fmt_seconds(alt),
-                    "yes" if same else "**no**",
                 )
             )
-            emit(f"<!-- {backend} {size:,} votes: seeded {seconds:.1f} s, median {median:.3f} s -->")
+            emit(
+                f"<!-- {backend} {size:,} votes: seeded {seconds:.1f} s, leaderboard median {folded * 1000:.2f} ms -->"
+            )
 
         emit("")
         emit(
@@ -114,11 +112,12 @@ def run_backend(args) -> None:
                 [
                     "votes",
                     "seeding this step",
-                    "ANALYZE",
-                    "leaderboard_rows() median",
+                    "full recount (tallies --rebuild)",
+                    "leaderboard_rows(), all folded (median)",
+                    f"with {UNFOLDED:,} votes not folded yet (median)",
+                    "fold",
+                    "tallies --check",
                     "runs",
-                    "per-card aggregate (candidate) median",
-                    "same totals",
                 ],
                 rows,
             )
@@ -128,10 +127,11 @@ def run_backend(args) -> None:
         with CaptureQueriesContext(connection) as ctx:
             leaderboard_rows()
         slowest = max(ctx.captured_queries, key=lambda q: float(q["time"]))
-        emit(f"\nPlan of its slowest query at {done:,} votes ({float(slowest['time']) * 1000:.0f} ms when captured):\n")
+        emit(
+            f"\n{len(ctx.captured_queries)} queries per leaderboard_rows() at {done:,} votes; plan of the slowest "
+            f"({float(slowest['time']) * 1000:.1f} ms when captured):\n"
+        )
         emit("```\n" + slowest["sql"] + "\n\n" + explain(slowest["sql"]) + "\n```")
-        emit(f"\nPlan of the candidate per-card aggregate at {done:,} votes:\n")
-        emit("```\n" + PER_CARD_SQL.strip() + "\n\n" + explain(PER_CARD_SQL) + "\n```")
     finally:
         from django.db import connections
 
