@@ -143,6 +143,17 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
         "\nShift: the target's estimate minus the same seed's estimate without attackers. Within SE: both oracle "
         "shifts differ from the blind shift by at most the standard error of that difference (√2 × SE)."
     )
+    gains = {name: [r[i] - r[2] for r in rows] for name, i in (("count-oracle", 3), ("delta-oracle", 4))}
+    if len(rows) > 1:
+        parts = []
+        for name, values in gains.items():
+            mean, se = statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
+            parts.append(f"{name} {mean:+.3f} ± {se:.3f} ({'within' if abs(mean) <= se else 'beyond'} one SE)")
+        out.append(
+            "\nGain over the blind attacker, mean over seeds ± its standard error from the seeds' scatter (each "
+            "seed's runs differ in which voter meets which card, so a run's own SE understates how far two runs "
+            "differ): " + "; ".join(parts) + "."
+        )
 
     out.append("\n#### Ranks with 10% attackers of each strategy\n")
     order = sorted(first.active, key=lambda v: -truth[v])
