@@ -267,13 +267,17 @@ def folded_through() -> int:
     return row[0]
 
 
-def card_counts(pairs: set[int]) -> dict[int, tuple[int, int]]:
-    """(dope, votes) of counted votes per card: folded counts plus the votes since the last fold."""
+def card_counts(pairs: set[int] | None = None) -> dict[int, tuple[int, int]]:
+    """(dope, votes) of counted votes per card: folded counts plus the votes since the last fold; of these cards, or
+    of every card (None: no IN list, which PostgreSQL caps at 65,535 parameters)."""
     through = folded_through()
-    out = {pk: (dope, votes) for pk, votes, dope in CardTally.objects.filter(pair_id__in=pairs).values_list(
-        "pair_id", "votes", "dope")} if through else {}  # fmt: skip
-    recent = counted(Vote.objects.filter(pair_id__in=pairs, id__gt=through)).values_list("pair_id", "dope")
-    for pair_id, dope in recent:
+    kept, votes = CardTally.objects.all(), Vote.objects.filter(id__gt=through)
+    if pairs is not None:
+        kept, votes = kept.filter(pair_id__in=pairs), votes.filter(pair_id__in=pairs)
+    out = {pk: (dope, n) for pk, n, dope in kept.values_list("pair_id", "votes", "dope").iterator(chunk_size=20_000)}
+    if not through:
+        out = {}
+    for pair_id, dope in counted(votes).values_list("pair_id", "dope").iterator(chunk_size=20_000):
         d, n = out.get(pair_id, (0, 0))
         out[pair_id] = (d + dope, n + 1)
     return out

@@ -74,3 +74,31 @@ def test_the_check_reports_a_tally_that_drifted_and_a_rebuild_repairs_it(variant
     call_command("tallies", "--check")
 
     assert "match a recount" in capsys.readouterr().out
+
+
+def test_the_check_reports_a_card_tally_no_vote_accounts_for(variants, capsys):
+    from matching.models import MatchPair
+    from tests.voting.conftest import add_votes
+    from voting.models import CardTally
+
+    add_votes(variants[0], dope=2, nope=1)
+    ledger.fold()
+    unvoted = MatchPair.objects.filter(variant=variants[1]).exclude(pair__votes__isnull=False).first().pair_id
+    CardTally.objects.create(pair_id=unvoted, votes=4, dope=4)  # a tally of a card nobody voted on
+
+    with pytest.raises(CommandError, match="differ from a recount"):
+        call_command("tallies", "--check")
+    assert f"card {unvoted}: kept (4, 4), recounted None" in capsys.readouterr().err
+
+
+def test_card_counts_of_every_card_equal_those_asked_for_one_by_one(variants):
+    from tests.voting.conftest import add_votes
+
+    add_votes(variants[0], dope=3, nope=2)
+    add_votes(variants[1], dope=1, nope=4)
+    ledger.fold()
+    add_votes(variants[1], dope=2, nope=0)  # not folded yet
+
+    every = ledger.card_counts()  # no IN list: PostgreSQL takes at most 65,535 parameters in one
+
+    assert every and every == {pair: ledger.card_counts({pair})[pair] for pair in every}

@@ -19,18 +19,12 @@ def differences() -> list[str]:
             or any(abs(x - y) > 1e-6 * max(1.0, abs(y)) for x, y in zip(a_t[2:5], b_t[2:5], strict=True))
         ):
             out.append(f"variant {key[0]} · {key[1]}: kept {a_t}, recounted {b_t}")
-    pairs = {pair for pair in _voted_pairs()}
-    kept_cards = ledger.card_counts(pairs)
-    for pair, (dope, votes) in _recounted_cards().items():
-        if kept_cards.get(pair, (0, 0)) != (dope, votes):
-            out.append(f"card {pair}: kept {kept_cards.get(pair)}, recounted {(dope, votes)}")
+    kept_cards = {pair: counts for pair, counts in ledger.card_counts().items() if counts[1]}
+    recounted_cards = _recounted_cards()
+    for pair in sorted(set(kept_cards) | set(recounted_cards)):
+        if kept_cards.get(pair) != recounted_cards.get(pair):
+            out.append(f"card {pair}: kept {kept_cards.get(pair)}, recounted {recounted_cards.get(pair)}")
     return out
-
-
-def _voted_pairs():
-    from voting.models import Vote
-
-    return set(ledger.counted(Vote.objects.all()).values_list("pair_id", flat=True).distinct())
 
 
 def _recounted_cards() -> dict[int, tuple[int, int]]:
