@@ -87,7 +87,19 @@ def tallies(groups: tuple[str, ...], *, before: datetime | None = None, **filter
         out[key] = Tally(*(row[name] or 0 for name in ledger.FIELDS))
     mapping = {"variant_id": "variant_id", "category": "query_item__category"}
     match_filters = {("variant_id" if k == "variant_id" else k): v for k, v in filters.items()}
-    recent = vote_totals(tuple(mapping[g] for g in groups), before=before, pair__votes__id__gt=through, **match_filters)
+    fresh = Vote.objects.filter(id__gt=through)
+    if before is not None:
+        fresh = fresh.filter(created_at__lt=before)
+    if not fresh.exists():  # one indexed probe: nothing cast since the last fold
+        return out
+    # Only the match pairs of the cards voted on since the fold (SQLite would otherwise walk every match pair).
+    recent = vote_totals(
+        tuple(mapping[g] for g in groups),
+        before=before,
+        pair__votes__id__gt=through,
+        pair_id__in=fresh.values("pair_id"),
+        **match_filters,
+    )
     for key, tally in recent.items():
         out[key] = out[key] + tally if key in out else tally
     return out
