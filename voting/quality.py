@@ -13,6 +13,15 @@ a decision out; no database here (voting.services.voters_review feeds it).
   which would make Fisher's chi-square reference wrong). A credibly anomalous voter (combined p < `anomaly_alpha`)
   is excluded unless their gold answers vouch for them (P(accuracy > min_accuracy) >= `gold_vouches`): an honest
   person with a taste of their own differs from the crowd too, but answers gold cards right.
+- Card-blind (a likelihood ratio, Wald's sequential test): votes that do not depend on the card at all (dope with
+  one fixed probability, whatever is shown: a random clicker, a script) against votes like the crowd's (the card's
+  predictive P(dope) as above, shifted on the logit scale by the voter's own leniency). The blind rate is averaged
+  over a Beta(1/2, 1/2) prior, the leniency fitted to the voter. Gold cards take part with the crowd's own rate of
+  dope on each kind of gold card. A voter whose odds for "card-blind" reach `blind_odds` to 1 is excluded unless
+  their gold answers vouch for them. With the crowd's model right, an honest voter's odds ever reaching A to 1 has
+  probability at most 1/A however often they are reviewed (Ville's inequality), so the threshold is a
+  false-exclusion rate, not a number fitted to a simulation. Fisher's method asks "unlike the crowd in any way";
+  this asks the narrower question "not looking at the card", and needs far fewer votes to answer it.
 - Flags for staff, not exclusions on their own: decisions faster than a person can look (median shown_ms below
   `fast_ms`), long one-sided streaks, combined p below `flag_alpha`.
 """
@@ -25,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, special, stats
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class Thresholds:
     anomaly_alpha: float = 1e-4
     flag_alpha: float = 1e-2
     min_anomaly_votes: int = 10
+    blind_odds: float = 100.0
     fast_ms: int = 400
     min_fast_votes: int = 10
     streak: int = 25
@@ -50,6 +60,7 @@ class Thresholds:
             gold_vouches=settings.VSEARCH_GOLD_VOUCHES,
             anomaly_alpha=settings.VSEARCH_ANOMALY_ALPHA,
             flag_alpha=settings.VSEARCH_ANOMALY_FLAG_ALPHA,
+            blind_odds=settings.VSEARCH_CARD_BLIND_ODDS,
             fast_ms=settings.VSEARCH_FAST_MS,
             streak=settings.VSEARCH_STREAK,
         )
@@ -65,7 +76,7 @@ class VoteFact:
     shown_ms: int | None = None
     others_dope: int = 0  # counted votes by other voters on the same card
     others_total: int = 0
-    prior: float | None = None  # approval of the card's models, None if unknown
+    prior: float | None = None  # the crowd's predicted P(dope) for the card (for a gold card: of its kind), or None
     prior_strength: float = 2.0  # how many votes the prior is worth (its Beta concentration)
 
 
@@ -78,6 +89,7 @@ class Assessment:
     p_gold_above: float  # posterior P(accuracy > min_accuracy)
     anomaly_p: float | None
     anomaly_votes: int
+    blind_log_odds: float | None = None  # log likelihood ratio, card-blind against crowd-like
     flags: list[str] = field(default_factory=list)
     exclude: bool = False
     reason: str = ""
@@ -143,14 +155,22 @@ class CrowdModel:
         return self.model.predict_proba(features)[:, 1]
 
 
-def vote_p_value(fact: VoteFact) -> float | None:
-    """Randomized p-value of one vote against the predictive P(dope) of the card: the card's prior (its models)
-    updated by the other votes on it. None when there is nothing to compare with."""
+def predictive(fact: VoteFact) -> float | None:
+    """The crowd's predictive P(dope) for the card: its prior (what is predictable of it) updated by the other votes
+    on it (a Beta-binomial predictive). None when there is nothing to go on."""
     if fact.others_total == 0 and fact.prior is None:
         return None
     prior = 0.5 if fact.prior is None else min(max(fact.prior, 0.01), 0.99)
     weight = fact.prior_strength if fact.prior is not None else 1.0
-    q = (weight * prior + fact.others_dope) / (weight + fact.others_total)
+    return (weight * prior + fact.others_dope) / (weight + fact.others_total)
+
+
+def vote_p_value(fact: VoteFact) -> float | None:
+    """Randomized p-value of one vote against the predictive P(dope) of the card. None when there is nothing to
+    compare with."""
+    q = predictive(fact)
+    if q is None:
+        return None
     p_seen = q if fact.dope else 1.0 - q
     p_other = 1.0 - p_seen
     u = _uniform(fact.key)
@@ -166,6 +186,30 @@ def fisher_combined(p_values: Sequence[float]) -> float | None:
     if not p_values:
         return None
     return float(stats.combine_pvalues(p_values, method="fisher").pvalue)
+
+
+def card_blind_log_odds(facts: Sequence[VoteFact]) -> tuple[float | None, int]:
+    """(log likelihood ratio of "card-blind" against "crowd-like", votes it rests on), each hypothesis with its
+    own parameter: card-blind, P(dope) = theta for every card, theta averaged over Beta(1/2, 1/2); crowd-like,
+    logit P(dope) = logit q + a for the card's predictive q and the voter's leniency a at its maximum likelihood
+    (bounded to |a| <= 4, so that a voter who says dope to everything is not "crowd-like" by an infinite leniency).
+    None below two votes with a prediction."""
+    pairs = [(q, f.dope) for f in facts if (q := predictive(f)) is not None]
+    if len(pairs) < 2:
+        return None, len(pairs)
+    q = np.clip(np.array([p for p, _ in pairs]), 0.01, 0.99)
+    y = np.array([d for _, d in pairs], dtype=np.float64)
+    x = special.logit(q)
+
+    def crowd_nll(a: float) -> float:
+        return -float((y * special.log_expit(x + a) + (1 - y) * special.log_expit(-(x + a))).sum())
+
+    best = optimize.minimize_scalar(crowd_nll, bounds=(-4.0, 4.0), method="bounded")
+    # The blind rate theta averaged over a Beta(1/2, 1/2) prior (Krichevsky-Trofimov), not fitted: a mixture keeps the
+    # odds a martingale under the crowd's model, which is what lets blind_odds read as a false-exclusion rate.
+    dope = float(y.sum())
+    blind_ll = float(special.betaln(dope + 0.5, len(y) - dope + 0.5) - special.betaln(0.5, 0.5))
+    return blind_ll + float(best.fun), len(pairs)
 
 
 def longest_streak(verdicts: Sequence[bool]) -> int:
@@ -188,7 +232,8 @@ def assess(facts: Sequence[VoteFact], t: Thresholds) -> Assessment:
     cards = [f for f in facts if f.gold is None]
     p_values = [p for p in (vote_p_value(f) for f in cards) if p is not None]
     combined = fisher_combined(p_values)
-    result = Assessment(len(facts), right, wrong, below, above, combined, len(p_values))
+    blind, blind_votes = card_blind_log_odds(facts)
+    result = Assessment(len(facts), right, wrong, below, above, combined, len(p_values), blind)
 
     shown = [f.shown_ms for f in facts if f.shown_ms is not None]
     if len(shown) >= t.min_fast_votes and statistics.median(shown) < t.fast_ms:
@@ -198,6 +243,9 @@ def assess(facts: Sequence[VoteFact], t: Thresholds) -> Assessment:
     anomalous = combined is not None and len(p_values) >= t.min_anomaly_votes and combined < t.flag_alpha
     if anomalous:
         result.flags.append("anomalous")
+    card_blind = blind is not None and blind_votes >= t.min_anomaly_votes and blind >= np.log(t.blind_odds)
+    if card_blind:
+        result.flags.append("card-blind")
 
     if below > t.credibility:
         result.exclude = True
@@ -206,6 +254,13 @@ def assess(facts: Sequence[VoteFact], t: Thresholds) -> Assessment:
             f"gold cards: {right} right, {wrong} wrong; P(accuracy < {t.min_accuracy:.0%}) = {below:.3f} "
             f"> {t.credibility}"
         )
+    elif card_blind and above < t.gold_vouches:
+        result.exclude = True
+        result.reason = (
+            f"votes that do not depend on the card: {np.exp(min(blind, 700.0)):.3g} to 1 over {blind_votes} votes "
+            f"(>= {t.blind_odds:g}) against voting like the crowd, and gold answers ({right} right, {wrong} wrong) "
+            "do not vouch for them"
+        )
     elif anomalous and combined < t.anomaly_alpha and above < t.gold_vouches:
         result.exclude = True
         result.reason = (
@@ -213,7 +268,12 @@ def assess(facts: Sequence[VoteFact], t: Thresholds) -> Assessment:
             f"votes (< {t.anomaly_alpha:g}), and gold answers ({right} right, {wrong} wrong) do not vouch for them"
         )
     elif result.flags:
-        notes = {"fast": "fast decisions", "streak": "a long one-sided streak", "anomalous": "unusual votes"}
+        notes = {
+            "fast": "fast decisions",
+            "streak": "a long one-sided streak",
+            "anomalous": "unusual votes",
+            "card-blind": "votes that do not depend on the card",
+        }
         result.reason = "flagged: " + ", ".join(notes[f] for f in result.flags)
         if combined is not None:
             result.reason += f" (Fisher p = {combined:.2g})"

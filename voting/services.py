@@ -12,7 +12,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Max
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from matching.models import Item, MatchPair, Pair
@@ -284,11 +284,14 @@ def voter_facts(voter_ids: list[int]) -> dict[int, list[quality.VoteFact]]:
     )
     references = _card_references({pair for _, pair, *_ in votes})
     priors = _card_priors({pair for _, pair, *_ in votes})
+    gold_rates = _gold_rates()
     out: dict[int, list[quality.VoteFact]] = {pk: [] for pk in voter_ids}
     for voter_id, pair_id, dope, gold, shown_ms, token_id in votes:
         dope_all, total_all, mine = references.get(pair_id, (0, 0, {}))
         own_dope, own_total = mine.get(voter_id, (0, 0))  # leave the voter's own vote out of the reference
         prior, strength = priors.get(pair_id, (None, 2.0))
+        if gold is not None:  # a gold card: compared with the crowd's answers to gold cards of its kind
+            prior, strength = gold_rates.get(gold), 2.0
         out[voter_id].append(
             quality.VoteFact(
                 key=token_id,
@@ -320,6 +323,18 @@ def _card_references(pairs: set[int]) -> dict[int, tuple[int, int, dict[int, tup
         d, t = entry[2].get(voter_id, (0, 0))
         entry[2][voter_id] = (d + dope, t + 1)
     return {pair: (d, t, mine) for pair, (d, t, mine) in out.items()}
+
+
+def _gold_rates() -> dict[bool, float]:
+    """The counted crowd's P(dope) on known-dope and on known-nope gold cards (Laplace's rule; 0.5 without answers)."""
+    rows = (
+        Vote.objects.filter(gold__isnull=False, voter__counted=True)
+        .values("gold")
+        .annotate(n=Count("id"), dope=Count("id", filter=Q(dope=True)))
+        .order_by()
+    )
+    rates = {row["gold"]: (row["dope"] + 1) / (row["n"] + 2) for row in rows}
+    return {True: rates.get(True, 0.5), False: rates.get(False, 0.5)}
 
 
 TRAINING_VOTES = 50_000  # the most recent counted votes the crowd model learns from

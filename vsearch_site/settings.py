@@ -308,6 +308,9 @@ VSEARCH_GOLD_CREDIBILITY = env_float("VSEARCH_GOLD_CREDIBILITY", 0.95, minimum=0
 VSEARCH_GOLD_VOUCHES = env_float("VSEARCH_GOLD_VOUCHES", 0.9, minimum=0.0)
 VSEARCH_ANOMALY_ALPHA = env_float("VSEARCH_ANOMALY_ALPHA", 1e-4, minimum=0.0)
 VSEARCH_ANOMALY_FLAG_ALPHA = env_float("VSEARCH_ANOMALY_FLAG_ALPHA", 1e-2, minimum=0.0)
+# ...and so is one whose votes are this many times likelier if they ignore the card than if they judge it as the
+# crowd does (a sequential likelihood ratio: an honest voter reaches it with probability about 1/CARD_BLIND_ODDS).
+VSEARCH_CARD_BLIND_ODDS = env_float("VSEARCH_CARD_BLIND_ODDS", 100.0, minimum=1.0)
 VSEARCH_FAST_MS = env_int("VSEARCH_FAST_MS", 400, minimum=0)  # median time on screen below this: flagged "fast"
 VSEARCH_STREAK = env_int("VSEARCH_STREAK", 25, minimum=2)  # this many identical verdicts in a row: flagged
 
