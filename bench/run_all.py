@@ -2,7 +2,9 @@
 
 .venv/bin/python -m bench.run_all [--quick] [--only featurize,index] [--out docs/BENCHMARKS.md]
 
-With --only, the other scripts' sections already in the file are kept (each section says when it ran).
+With --only, the other scripts' sections already in the file are kept (each section says when it ran). Sections
+that no script here writes (written by hand from another bench command, such as "vote path") are always kept, after
+the scripts' own.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def main() -> None:
 
     started = datetime.now(UTC)
     out = Path(args.out)
-    sections: dict[str, str] = _sections(out.read_text()) if args.only and out.exists() else {}
+    earlier = _sections(out.read_text()) if out.exists() else {}
+    sections = earlier if args.only else {name: text for name, text in earlier.items() if name not in SCRIPTS}
     failed = []
     for name in chosen:
         command = [sys.executable, "-m", f"bench.{name}"] + (["--quick"] if args.quick else [])
@@ -71,6 +74,7 @@ def main() -> None:
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     body = [sections[name] for name in SCRIPTS if name in sections]
+    body += [text for name, text in sections.items() if name not in SCRIPTS and name != "Machine"]
     out.write_text("\n".join(header) + "\n" + "\n".join(body))
     print(f"wrote {out}", file=sys.stderr)
     if failed:
@@ -78,13 +82,12 @@ def main() -> None:
 
 
 def _sections(text: str) -> dict[str, str]:
-    """The per-script sections of an earlier BENCHMARKS.md, by script name."""
+    """The sections of an earlier BENCHMARKS.md, by heading (a script's name for the scripts' own), in file order."""
     parts = re.split(r"^(?=## )", text, flags=re.MULTILINE)
     found = {}
     for part in parts:
-        name = part[3:].split("\n", 1)[0].strip() if part.startswith("## ") else ""
-        if name in SCRIPTS:
-            found[name] = part.rstrip("\n") + "\n"
+        if part.startswith("## "):
+            found[part[3:].split("\n", 1)[0].strip()] = part.rstrip("\n") + "\n"
     return found
 
 
