@@ -148,7 +148,8 @@ def blind_report(runs: dict[str, list[Result]], args, minutes: float) -> str:
         parts = []
         for name, values in gains.items():
             mean, se = statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
-            parts.append(f"{name} {mean:+.3f} ± {se:.3f} ({'within' if abs(mean) <= se else 'beyond'} one SE)")
+            verdict = "within one SE" if abs(mean) <= se else ("a gain" if mean > 0 else "a loss") + " beyond one SE"
+            parts.append(f"{name} {mean:+.3f} ± {se:.3f} ({verdict})")
         out.append(
             "\nGain over the blind attacker, mean over seeds ± its standard error from the seeds' scatter (each "
             "seed's runs differ in which voter meets which card, so a run's own SE understates how far two runs "
