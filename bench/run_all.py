@@ -74,7 +74,7 @@ def main() -> None:
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     body = [sections[name] for name in SCRIPTS if name in sections]
-    body += [text for name, text in sections.items() if name not in SCRIPTS and name != "Machine"]
+    body += [text for name, text in sections.items() if name not in SCRIPTS]
     out.write_text("\n".join(header) + "\n" + "\n".join(body))
     print(f"wrote {out}", file=sys.stderr)
     if failed:
@@ -82,12 +82,14 @@ def main() -> None:
 
 
 def _sections(text: str) -> dict[str, str]:
-    """The sections of an earlier BENCHMARKS.md, by heading (a script's name for the scripts' own), in file order."""
+    """The sections of an earlier BENCHMARKS.md, by heading (a script's name for the scripts' own), in file order;
+    not the machine, which every run describes afresh."""
     parts = re.split(r"^(?=## )", text, flags=re.MULTILINE)
     found = {}
     for part in parts:
-        if part.startswith("## "):
-            found[part[3:].split("\n", 1)[0].strip()] = part.rstrip("\n") + "\n"
+        name = part[3:].split("\n", 1)[0].strip() if part.startswith("## ") else "Machine"
+        if name != "Machine":
+            found[name] = part.rstrip("\n") + "\n"
     return found
 
 

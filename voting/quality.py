@@ -194,12 +194,11 @@ def card_blind_log_odds(facts: Sequence[VoteFact]) -> tuple[float | None, int]:
     logit P(dope) = logit q + a for the card's predictive q and the voter's leniency a at its maximum likelihood
     (bounded to |a| <= 4, so that a voter who says dope to everything is not "crowd-like" by an infinite leniency).
     None below two votes with a prediction."""
-    pairs = [(q, f.dope) for f in facts if (q := predictive(f)) is not None]
-    if len(pairs) < 2:
-        return None, len(pairs)
-    q = np.clip(np.array([p for p, _ in pairs]), 0.01, 0.99)
-    y = np.array([d for _, d in pairs], dtype=np.float64)
-    x = special.logit(q)
+    known = [(q, f.dope) for f in facts if (q := predictive(f)) is not None]
+    if len(known) < 2:
+        return None, len(known)
+    q, y = np.array(known, dtype=np.float64).T
+    x = special.logit(np.clip(q, 0.01, 0.99))
 
     def crowd_nll(a: float) -> float:
         return -float((y * special.log_expit(x + a) + (1 - y) * special.log_expit(-(x + a))).sum())
@@ -209,7 +208,7 @@ def card_blind_log_odds(facts: Sequence[VoteFact]) -> tuple[float | None, int]:
     # odds a martingale under the crowd's model, which is what lets blind_odds read as a false-exclusion rate.
     dope = float(y.sum())
     blind_ll = float(special.betaln(dope + 0.5, len(y) - dope + 0.5) - special.betaln(0.5, 0.5))
-    return blind_ll + float(best.fun), len(pairs)
+    return blind_ll + float(best.fun), len(known)
 
 
 def longest_streak(verdicts: Sequence[bool]) -> int:
@@ -247,6 +246,7 @@ def assess(facts: Sequence[VoteFact], t: Thresholds) -> Assessment:
     if card_blind:
         result.flags.append("card-blind")
 
+    unvouched = f"and gold answers ({right} right, {wrong} wrong) do not vouch for them"
     if below > t.credibility:
         result.exclude = True
         result.flags.insert(0, "gold")
@@ -258,14 +258,13 @@ def assess(facts: Sequence[VoteFact], t: Thresholds) -> Assessment:
         result.exclude = True
         result.reason = (
             f"votes that do not depend on the card: {np.exp(min(blind, 700.0)):.3g} to 1 over {blind_votes} votes "
-            f"(>= {t.blind_odds:g}) against voting like the crowd, and gold answers ({right} right, {wrong} wrong) "
-            "do not vouch for them"
+            f"(>= {t.blind_odds:g}) against voting like the crowd, {unvouched}"
         )
     elif anomalous and combined < t.anomaly_alpha and above < t.gold_vouches:
         result.exclude = True
         result.reason = (
             f"votes unlike everyone else's on the same cards: Fisher p = {combined:.2g} over {len(p_values)} "
-            f"votes (< {t.anomaly_alpha:g}), and gold answers ({right} right, {wrong} wrong) do not vouch for them"
+            f"votes (< {t.anomaly_alpha:g}), {unvouched}"
         )
     elif result.flags:
         notes = {

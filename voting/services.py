@@ -283,15 +283,14 @@ def voter_facts(voter_ids: list[int]) -> dict[int, list[quality.VoteFact]]:
         .values_list("voter_id", "pair_id", "dope", "gold", "shown_ms", "token_id")
     )
     references = _card_references({pair for _, pair, *_ in votes})
-    priors = _card_priors({pair for _, pair, *_ in votes})
+    # A model's card is predicted by the crowd model; a gold card by the crowd's answers to gold cards of its kind.
+    priors = _card_priors({pair for _, pair, _, gold, *_ in votes if gold is None})
     gold_rates = _gold_rates()
     out: dict[int, list[quality.VoteFact]] = {pk: [] for pk in voter_ids}
     for voter_id, pair_id, dope, gold, shown_ms, token_id in votes:
         dope_all, total_all, mine = references.get(pair_id, (0, 0, {}))
         own_dope, own_total = mine.get(voter_id, (0, 0))  # leave the voter's own vote out of the reference
-        prior, strength = priors.get(pair_id, (None, 2.0))
-        if gold is not None:  # a gold card: compared with the crowd's answers to gold cards of its kind
-            prior, strength = gold_rates.get(gold), 2.0
+        prior, strength = priors.get(pair_id, (None, 2.0)) if gold is None else (gold_rates[gold], 2.0)
         out[voter_id].append(
             quality.VoteFact(
                 key=token_id,
